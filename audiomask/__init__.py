@@ -1,0 +1,17 @@
+"""audiomask: speech separation and audio masking with encoder → masker → decoder models."""
+
+__version__ = "0.1.0"
+
+from audiomask.models import (  # noqa: E402
+    CheckpointError,
+    ConvTasNet,
+    EncoderMaskerDecoder,
+    build,
+    list_models,
+)
+from audiomask.models import load_model as load  # noqa: E402
+
+__all__ = [
+    "__version__", "build", "load", "list_models", "ConvTasNet", "EncoderMaskerDecoder",
+    "CheckpointError",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from audiomask.cli import main
+
+sys.exit(main())

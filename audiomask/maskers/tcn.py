@@ -1,0 +1,121 @@
+"""Temporal convolutional network (TCN) masker of Conv-TasNet.
+
+Luo & Mesgarani, "Conv-TasNet: Surpassing ideal time–frequency magnitude masking for speech
+separation", IEEE/ACM TASLP 27(8), 2019 — Fig. 1(C) and Table I. Module layout and numerics
+follow the authors' code (naplab ``utility/models.py``): every conv has a bias, the
+depthwise conv is followed by PReLU then the norm, the last block also has a residual
+output, the masks come from the summed skip connections.
+
+Paper symbols: N (encoder filters, ``in_chan``), B (bottleneck ``bn_chan``), H (conv block
+channels ``hid_chan``), Sc (skip channels ``skip_chan``), P (``conv_kernel_size``),
+X (blocks per repeat ``n_blocks``), R (repeats ``n_repeats``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiomask.nn.norms import is_causal_norm, make_norm
+
+MASK_ACTIVATIONS = ("sigmoid", "relu", "softmax", "linear")
+
+
+class DepthwiseTCNBlock(nn.Module):
+    """1-D conv block: 1×1 conv B→H, PReLU, norm, depthwise conv (kernel P, dilation d),
+    PReLU, norm, then 1×1 residual H→B and 1×1 skip H→Sc.
+
+    Shapes: ``[batch, B, frames]`` → (residual ``[batch, B, frames]``,
+    skip ``[batch, Sc, frames]`` or ``None`` when ``skip_chan`` is 0).
+    Causal blocks pad ``(P-1)·d`` frames on the left only; non-causal ones ``(P-1)·d/2``
+    on each side.
+    """
+
+    def __init__(self, bn_chan: int, hid_chan: int, skip_chan: int, kernel_size: int,
+                 dilation: int, norm: str, causal: bool) -> None:
+        super().__init__()
+        if not causal and (kernel_size - 1) * dilation % 2:
+            raise ValueError(f"a non-causal TCN needs an odd kernel size, got {kernel_size}")
+        self.causal, self.dilation, self.kernel_size = causal, dilation, kernel_size
+        self.in_conv = nn.Conv1d(bn_chan, hid_chan, 1)
+        self.in_act = nn.PReLU()
+        self.in_norm = make_norm(norm, hid_chan)
+        self.dw_conv = nn.Conv1d(hid_chan, hid_chan, kernel_size, dilation=dilation, groups=hid_chan)
+        self.dw_act = nn.PReLU()
+        self.dw_norm = make_norm(norm, hid_chan)
+        self.res_conv = nn.Conv1d(hid_chan, bn_chan, 1)
+        self.skip_conv = nn.Conv1d(hid_chan, skip_chan, 1) if skip_chan else None
+
+    @property
+    def context(self) -> int:
+        """Frames of left context the depthwise conv needs: ``(P - 1) · d``."""
+        return (self.kernel_size - 1) * self.dilation
+
+    def dw_padding(self) -> tuple[int, int]:
+        return (self.context, 0) if self.causal else (self.context // 2, self.context // 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y = self.in_norm(self.in_act(self.in_conv(x)))
+        y = self.dw_norm(self.dw_act(self.dw_conv(F.pad(y, self.dw_padding()))))
+        skip = self.skip_conv(y) if self.skip_conv is not None else None
+        return self.res_conv(y), skip
+
+
+class TCNMasker(nn.Module):
+    """Conv-TasNet separator: norm → 1×1 bottleneck N→B → X·R blocks → PReLU → 1×1 Sc→C·N → mask.
+
+    Args:
+        in_chan: N, channels of the encoder representation.
+        n_src: C, number of masks.
+        bn_chan: B. hid_chan: H. skip_chan: Sc (0: no skip path, masks from the residual path).
+        conv_kernel_size: P. n_blocks: X (dilations 1, 2, …, 2^(X-1)). n_repeats: R.
+        norm: ``"gLN"``, ``"cLN"`` (cumulative) or ``"chanLN"``; the input norm uses it too.
+        causal: left-only padding; requires a causal norm.
+        mask_act: ``"sigmoid"`` (paper), ``"relu"``, ``"softmax"`` (across sources) or ``"linear"``.
+
+    Shapes: ``[batch, N, frames]`` → masks ``[batch, C, N, frames]``.
+    """
+
+    def __init__(self, in_chan: int, n_src: int, bn_chan: int = 128, hid_chan: int = 512,
+                 skip_chan: int = 128, conv_kernel_size: int = 3, n_blocks: int = 8,
+                 n_repeats: int = 3, norm: str = "gLN", causal: bool = False,
+                 mask_act: str = "sigmoid") -> None:
+        super().__init__()
+        if causal and not is_causal_norm(norm):
+            raise ValueError(f"a causal TCN needs a causal norm ('cLN' or 'chanLN'), got {norm!r}")
+        if mask_act not in MASK_ACTIVATIONS:
+            raise ValueError(f"unknown mask activation {mask_act!r}; choose one of {MASK_ACTIVATIONS}")
+        self.in_chan, self.n_src, self.causal, self.mask_act = in_chan, n_src, causal, mask_act
+        self.input_norm = make_norm(norm, in_chan)
+        self.bottleneck = nn.Conv1d(in_chan, bn_chan, 1)
+        self.blocks = nn.ModuleList(
+            DepthwiseTCNBlock(bn_chan, hid_chan, skip_chan, conv_kernel_size, 2**x, norm, causal)
+            for _ in range(n_repeats)
+            for x in range(n_blocks)
+        )
+        self.out_act = nn.PReLU()
+        self.out_conv = nn.Conv1d(skip_chan or bn_chan, n_src * in_chan, 1)
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames of input that influence one output frame: ``1 + Σ (P-1)·d``."""
+        return 1 + sum(block.context for block in self.blocks)
+
+    def forward(self, rep: torch.Tensor) -> torch.Tensor:
+        x = self.bottleneck(self.input_norm(rep))
+        skip_sum = None
+        for block in self.blocks:
+            residual, skip = block(x)
+            x = x + residual
+            if skip is not None:
+                skip_sum = skip if skip_sum is None else skip_sum + skip
+        scores = self.out_conv(self.out_act(x if skip_sum is None else skip_sum))
+        scores = scores.view(rep.shape[0], self.n_src, self.in_chan, rep.shape[-1])
+        if self.mask_act == "sigmoid":
+            return torch.sigmoid(scores)
+        if self.mask_act == "relu":
+            return F.relu(scores)
+        if self.mask_act == "softmax":
+            return torch.softmax(scores, dim=1)
+        return scores

@@ -1,0 +1,77 @@
+"""Separation of waveforms and files with any audiomask model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from audiomask.audio import AudioError, audio_info, check_waveform, read_audio, resample, write_audio
+
+
+@torch.inference_mode()
+def separate(model: torch.nn.Module, mix: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+    """Separate a mono mixture ``[T]`` or ``[batch, T]`` recorded at ``sample_rate``.
+
+    The mixture is resampled to ``model.sample_rate`` when the rates differ and the
+    estimates are resampled back, so the output has the input's rate and length:
+    ``[n_src, T]`` / ``[batch, n_src, T]``. NaN/Inf or empty input raises ``AudioError``.
+    """
+    check_waveform(mix, "mixture")
+    rate = sample_rate or model.sample_rate
+    length = mix.shape[-1]
+    device = next(model.parameters()).device
+    x = resample(mix, rate, model.sample_rate) if rate != model.sample_rate else mix
+    est = model(x.to(device)).cpu()
+    if rate != model.sample_rate:
+        est = resample(est, model.sample_rate, rate)
+        est = est[..., :length] if est.shape[-1] >= length else torch.nn.functional.pad(
+            est, (0, length - est.shape[-1]))
+    return est
+
+
+def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike, n_src: int, ext: str = ".wav") -> list[Path]:
+    """Where the sources of ``path`` go: ``OUT/<stem>_s1.wav``, ``OUT/<stem>_s2.wav``, …"""
+    stem = Path(path).stem
+    return [Path(out_dir) / f"{stem}_s{i + 1}{ext}" for i in range(n_src)]
+
+
+def separate_file(model: torch.nn.Module, path: str | os.PathLike, out_dir: str | os.PathLike,
+                  downmix: bool = False, ext: str = ".wav") -> list[Path]:
+    """Separate one file; write one file per source at the input's sample rate.
+
+    Nothing is written when reading or separating fails; if writing one source fails,
+    the sources already written for this input are removed, so an input has all its
+    outputs or none.
+    """
+    info = audio_info(path)
+    wav, rate = read_audio(path, channels=1, downmix=downmix)
+    est = separate(model, wav[0], rate)
+    targets = output_paths(path, out_dir, est.shape[0], ext)
+    if any(t.resolve() == Path(path).resolve() for t in targets):
+        raise AudioError(path, "an output would overwrite the input; choose another --out")
+    written: list[Path] = []
+    try:
+        for target, source in zip(targets, est):
+            written.append(write_audio(target, source, info.sample_rate))
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def separate_files(model: torch.nn.Module, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                   downmix: bool = False, progress: bool = True) -> tuple[list[Path], list[str]]:
+    """Separate many files; returns (written paths, one-line error messages of failed inputs)."""
+    from tqdm import tqdm
+
+    written, errors = [], []
+    for path in tqdm(paths, desc="separating", unit="file", disable=not progress or len(paths) < 2):
+        try:
+            written.extend(separate_file(model, path, out_dir, downmix))
+        except AudioError as e:
+            errors.append(str(e))
+    return written, errors
