@@ -1,6 +1,19 @@
-"""Datasets: dynamic mixing of speech and speaker-disjoint splits."""
+"""Datasets: dynamic mixing of speech (with optional noise and reverberation), speaker-disjoint
+splits, and fixed mixtures from a manifest (CSV/JSON) or a ``mix/ s1/ s2/ …`` folder."""
 
 from audiomask.data.dynamic_mixing import DynamicMixingDataset
-from audiomask.data.speakers import find_audio, speaker_of, split_by_speaker
+from audiomask.data.manifest import (
+    ManifestError,
+    MixtureDataset,
+    MixtureEntry,
+    MixtureExample,
+    read_manifest,
+    scan_mixture_dir,
+)
+from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, direct_path_index
+from audiomask.data.speakers import audio_files, find_audio, speaker_of, split_by_speaker
 
-__all__ = ["DynamicMixingDataset", "find_audio", "speaker_of", "split_by_speaker"]
+__all__ = ["DynamicMixingDataset", "MeasuredRIRs", "RIR", "RoomSimulator", "convolve",
+           "direct_path_index", "audio_files", "find_audio", "speaker_of", "split_by_speaker",
+           "ManifestError", "MixtureDataset", "MixtureEntry", "MixtureExample", "read_manifest",
+           "scan_mixture_dir"]

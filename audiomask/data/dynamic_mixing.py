@@ -3,20 +3,30 @@
 Each example ``i`` is drawn from its own random generator seeded by ``(seed, i)``, so a
 dataset index always gives the same mixture (resumable, identical across DDP ranks and
 workers) while the pool of possible mixtures is effectively unbounded.
+
+Optional corruptions (all off by default; with them off the output is bit-identical to the
+plain dry mixing): real background noise at a random SNR, and reverberation from measured
+RIRs and/or image-source simulated rooms (:mod:`audiomask.data.reverb`). They draw from
+their own generators, ``(seed, i, 1)`` for reverberation and ``(seed, i, 2)`` for noise, so
+switching one on never changes the speech, the other corruption, or the level of example
+``i`` (up to the final peak scaling).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from audiomask.audio import read_audio
-from audiomask.data.speakers import speaker_of
+from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve
+from audiomask.data.speakers import audio_files, speaker_of
+
+_REVERB_STREAM, _NOISE_STREAM = 1, 2
 
 
 class DynamicMixingDataset(Dataset):
@@ -33,14 +43,57 @@ class DynamicMixingDataset(Dataset):
             around the others (so pairwise SIR lies within ±``sir_db``).
         seed: base seed; example ``i`` uses ``numpy.random.default_rng((seed, i))``.
 
-    Items: ``(mix [T], sources [n_src, T])`` float32 with ``mix = sources.sum(0)``.
+    Keyword-only (all off by default):
+        noise_files: real noise recordings (a folder, a file or a list; resampled and
+            downmixed once, at load). Each example adds a random crop of a random file
+            (looped when the file is shorter than the segment).
+        snr_db: ``(low, high)`` (or one number): the noise's SNR is drawn uniformly in this
+            range (dB), relative to the speech actually in the mixture: the sum of the
+            sources, or of their reverberant images when the example is reverberated.
+        rir_files: measured RIRs (a folder, a file or a list; any rate; each channel of a
+            multi-channel file is a mono RIR, one chosen at random).
+        simulate_rooms: ``True`` (or a configured :class:`RoomSimulator`) for image-source
+            shoebox rooms via pyroomacoustics (``pip install audiomask[simulate]``); room
+            size, RT60 and positions are drawn from the ranges documented in
+            :class:`RoomSimulator`. With both ``rir_files`` and ``simulate_rooms``, each
+            reverberated example uses one or the other with probability 1/2.
+        reverb_prob: probability that an example is reverberated (when RIRs are available).
+        reverberant_target: the target under reverberation. ``False`` (default): the
+            **dry source** (direct path, time-aligned and at unit gain, see
+            :mod:`audiomask.data.reverb`), so the model learns dereverberation and
+            separation. ``True``: the full **reverberant image** of each source.
+
+    Reverberation convolves each source with its own RIR (measured: drawn independently
+    per source; simulated: one room and microphone, one position per source), aligned on
+    the RIR's direct path and trimmed to the segment.
+
+    Items: ``(mix [T], sources [n_src, T])`` float32. ``mix = images.sum(0) + noise``
+    exactly, where ``images`` are the sources as heard in the room (the sources themselves
+    when dry) and ``noise`` is zero without ``noise_files``; so ``mix = sources.sum(0)``
+    exactly for dry, noiseless mixing. The whole example is scaled so that
+    ``max |mix|`` is drawn in ``[0.25, 0.9]``.
     """
 
     def __init__(self, files: Sequence[str | Path], sample_rate: int = 8000, segment: float = 3.0,
-                 n_src: int = 2, length: int = 10_000, sir_db: float = 5.0, seed: int = 0) -> None:
+                 n_src: int = 2, length: int = 10_000, sir_db: float = 5.0, seed: int = 0, *,
+                 noise_files: str | Path | Sequence[str | Path] | None = None,
+                 snr_db: tuple[float, float] | float = (0.0, 15.0),
+                 rir_files: str | Path | Sequence[str | Path] | None = None,
+                 simulate_rooms: bool | RoomSimulator = False,
+                 reverb_prob: float = 1.0,
+                 reverberant_target: bool = False) -> None:
         self.sample_rate, self.n_src, self.length, self.seed = sample_rate, n_src, length, seed
         self.segment_samples = int(round(segment * sample_rate))
         self.sir_db = sir_db
+        if isinstance(snr_db, (int, float)):
+            snr_db = (snr_db, snr_db)
+        if len(snr_db) != 2 or not snr_db[0] <= snr_db[1]:
+            raise ValueError(f"snr_db must be (low, high) with low <= high, got {snr_db}")
+        if not 0.0 <= reverb_prob <= 1.0:
+            raise ValueError(f"reverb_prob must be in [0, 1], got {reverb_prob}")
+        self.snr_db = (float(snr_db[0]), float(snr_db[1]))
+        self.reverb_prob, self.reverberant_target = float(reverb_prob), bool(reverberant_target)
+
         by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
         for f in files:
             wav, _ = read_audio(f, sample_rate=sample_rate, channels=1, downmix=True)
@@ -49,6 +102,24 @@ class DynamicMixingDataset(Dataset):
         if len(self.speakers) < n_src:
             raise ValueError(f"need at least {n_src} speakers for {n_src}-speaker mixtures, got {len(self.speakers)}")
         self.utterances = [by_speaker[s] for s in self.speakers]
+
+        self.noise_files: list[Path] = []
+        self.noises: list[np.ndarray] = []
+        if noise_files is not None:
+            self.noise_files = audio_files(noise_files)
+            if not self.noise_files:
+                raise ValueError("noise_files is empty")
+            for f in self.noise_files:
+                wav, _ = read_audio(f, sample_rate=sample_rate, downmix=True)
+                self.noises.append(wav[0].double().numpy())
+
+        self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
+        if isinstance(simulate_rooms, RoomSimulator):
+            if simulate_rooms.sample_rate != sample_rate:
+                raise ValueError(f"RoomSimulator rate {simulate_rooms.sample_rate} != dataset rate {sample_rate}")
+            self.room_simulator: RoomSimulator | None = simulate_rooms
+        else:
+            self.room_simulator = RoomSimulator(sample_rate) if simulate_rooms else None
 
     def __len__(self) -> int:
         return self.length
@@ -63,22 +134,97 @@ class DynamicMixingDataset(Dataset):
         out[start : start + len(wav)] = wav
         return out
 
-    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Example ``index`` and the speaker ids it mixes."""
+    def _draw_rirs(self, index: int) -> tuple[list[RIR] | None, dict[str, Any]]:
+        """RIRs for example ``index`` (``None``: dry), from generator ``(seed, index, 1)``."""
+        if self.measured_rirs is None and self.room_simulator is None:
+            return None, {}
+        rng = np.random.default_rng((self.seed, index, _REVERB_STREAM))
+        if not rng.random() < self.reverb_prob:
+            return None, {}
+        use_measured = self.room_simulator is None or (
+            self.measured_rirs is not None and rng.random() < 0.5)
+        if use_measured:
+            rirs = [self.measured_rirs.sample(rng) for _ in range(self.n_src)]
+            return rirs, {"kind": "measured"}
+        rirs, room = self.room_simulator.sample(rng, self.n_src)
+        return rirs, {"kind": "simulated", **room}
+
+    def _draw_noise(self, index: int) -> tuple[np.ndarray, float, dict[str, Any]]:
+        """Unscaled noise crop and SNR for example ``index``, from generator ``(seed, index, 2)``."""
+        rng = np.random.default_rng((self.seed, index, _NOISE_STREAM))
+        k = int(rng.integers(len(self.noises)))
+        noise, n = self.noises[k], self.segment_samples
+        if len(noise) >= n:
+            start = int(rng.integers(0, len(noise) - n + 1))
+            crop = noise[start : start + n]
+        else:  # loop the recording, starting anywhere in it
+            start = int(rng.integers(0, len(noise)))
+            crop = np.take(noise, np.arange(start, start + n), mode="wrap")
+        snr = float(rng.uniform(*self.snr_db))
+        return crop.copy(), snr, {"noise_file": str(self.noise_files[k]), "noise_start": start}
+
+    def draw(self, index: int, *, with_meta: bool = False):
+        """Example ``index`` and the speaker ids it mixes: ``(mix, sources, speakers)``.
+
+        With ``with_meta=True``, ``(mix, sources, speakers, meta)`` where ``meta`` holds
+        ``gains_db`` (per-source level draws), ``scale`` (the final factor applied to the
+        whole example), ``snr_db`` (``None`` without noise), ``reverb`` (``None`` when dry,
+        else a dict with ``kind``, ``rirs`` (the :class:`~audiomask.data.reverb.RIR` per
+        source) and, for simulated rooms, the room), the float32 tensors ``images``
+        (``[n_src, T]``, the sources as heard in the mixture) and ``noise`` (``[T]``), and
+        for noise ``noise_file``/``noise_start``.
+        """
         rng = np.random.default_rng((self.seed, index))
         chosen = rng.choice(len(self.speakers), size=self.n_src, replace=False)
-        sources = []
+        sources, gains_db = [], []
         for s in chosen:
             utts = self.utterances[s]
             wav = self._crop(utts[rng.integers(len(utts))], rng)
             rms = np.sqrt(np.mean(wav**2)) + 1e-8
             gain_db = rng.uniform(-self.sir_db / 2, self.sir_db / 2)
+            gains_db.append(float(gain_db))
             sources.append(wav / rms * 10 ** (gain_db / 20))
         src = np.stack(sources).astype(np.float32)
-        peak = np.abs(src.sum(0)).max() + 1e-8
-        src *= rng.uniform(0.25, 0.9) / peak
-        src_t = torch.from_numpy(src)
-        return src_t.sum(0), src_t, [self.speakers[s] for s in chosen]
+        level = rng.uniform(0.25, 0.9)
+        speakers = [self.speakers[s] for s in chosen]
+        rirs, reverb_meta = self._draw_rirs(index)
+        meta: dict[str, Any] = {"speakers": speakers, "gains_db": gains_db, "snr_db": None,
+                                "reverb": None}
+
+        if rirs is None and not self.noises:
+            # Dry and noiseless: exactly the original computation (same bits).
+            peak = np.abs(src.sum(0)).max() + 1e-8
+            scale = level / peak
+            src *= scale
+            src_t = torch.from_numpy(src)
+            mix = src_t.sum(0)
+            meta.update(scale=float(scale), images=src_t, noise=torch.zeros_like(mix))
+        else:
+            dry = src.astype(np.float64)
+            if rirs is None:
+                images = dry.copy()
+            else:
+                images = np.stack([convolve(d, r.rir, r.direct) for d, r in zip(dry, rirs)])
+                meta["reverb"] = {**reverb_meta, "rirs": rirs}
+            speech = images.sum(0)
+            noise = np.zeros_like(speech)
+            if self.noises:
+                crop, snr, noise_meta = self._draw_noise(index)
+                p_speech, p_noise = np.mean(speech**2), np.mean(crop**2)
+                if p_noise > 0:
+                    noise = crop * np.sqrt(p_speech / (p_noise * 10 ** (snr / 10)))
+                meta.update(snr_db=snr, **noise_meta)
+            scale = level / (np.abs(speech + noise).max() + 1e-8)
+            images_t = torch.from_numpy((images * scale).astype(np.float32))
+            noise_t = torch.from_numpy((noise * scale).astype(np.float32))
+            mix = images_t.sum(0) + noise_t
+            src_t = images_t.clone() if self.reverberant_target else torch.from_numpy(
+                (dry * scale).astype(np.float32))
+            meta.update(scale=float(scale), images=images_t, noise=noise_t)
+
+        if with_meta:
+            return mix, src_t, speakers, meta
+        return mix, src_t, speakers
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= index < self.length:

@@ -26,6 +26,15 @@ def find_audio(folder: str | Path) -> list[Path]:
     return files
 
 
+def audio_files(spec: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files named by ``spec``: a folder (all audio under it, see :func:`find_audio`), one
+    file, or a list of files."""
+    if isinstance(spec, (str, Path)):
+        p = Path(spec)
+        return find_audio(p) if p.is_dir() else [p]
+    return [Path(f) for f in spec]
+
+
 def split_by_speaker(files: Iterable[str | Path], n_valid_speakers: int, seed: int = 0
                      ) -> tuple[list[Path], list[Path]]:
     """Split files into (train, validation) so that no speaker is on both sides.

@@ -1,0 +1,174 @@
+"""Training configuration: a YAML file → typed dataclasses, with ``section.key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelSection:
+    """Which model to train: registry ``name``, ``preset`` and config field ``overrides``."""
+
+    name: str = "convtasnet"
+    preset: str | None = "small"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """Training data: dynamic mixing of a speech folder (``speech_dir``) or fixed manifests.
+
+    ``valid_speakers`` speakers of ``speech_dir`` are held out for validation (never seen in
+    training); validation uses ``valid_mixtures`` fixed mixtures of ``valid_segment`` seconds.
+    Relative paths are resolved against the config file's folder.
+    """
+
+    speech_dir: str | None = None
+    train_manifest: str | None = None
+    valid_manifest: str | None = None
+    segment: float = 2.0
+    valid_segment: float = 4.0
+    valid_speakers: int = 25
+    valid_mixtures: int = 100
+    sir_db: float = 5.0
+    noise_dir: str | None = None
+    snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
+    rir_dir: str | None = None
+    reverb_prob: float = 0.0
+    num_workers: int = 0
+
+
+@dataclass
+class OptimSection:
+    """Adam with gradient clipping and a learning-rate schedule.
+
+    ``schedule``: ``"cosine"`` (to ``min_lr`` at ``steps``), ``"plateau"`` (halve after
+    ``plateau_patience`` validations without improvement) or ``"constant"``; all after a linear
+    warm-up of ``warmup_steps``.
+    """
+
+    lr: float = 1e-3
+    min_lr: float = 5e-5
+    weight_decay: float = 0.0
+    batch_size: int = 4
+    steps: int = 10_000
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    plateau_patience: int = 3
+    clip_grad_norm: float = 5.0
+
+
+@dataclass
+class RunSection:
+    """Where and how: output folder, seeds, checkpoint/validation cadence, AMP, threads.
+
+    ``amp``: ``"none"``, ``"bf16"`` or ``"fp16"`` (autocast; on CUDA). ``early_stop``: stop
+    after that many validations without SI-SDRi improvement (0: never).
+    """
+
+    out_dir: str = "exp/run"
+    seed: int = 0
+    checkpoint_every: int = 200
+    valid_every: int = 1000
+    early_stop: int = 0
+    amp: str = "none"
+    device: str = "auto"
+    threads: int = 0
+    log_every: int = 10
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "run": RunSection}
+
+
+def parse_value(text: str) -> Any:
+    """``key=value`` right-hand sides are YAML scalars/lists: ``3e-4``, ``true``, ``[0, 10]``."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def _coerce(value: Any, annotation: str, key: str) -> Any:
+    """Give ``value`` its field's type. YAML reads ``1e-3`` (no dot) as a string, so numbers
+    written that way are converted here; anything unconvertible is an error naming the key."""
+    kind = str(annotation).replace(" | None", "").strip()
+    if value is None:
+        return None
+    try:
+        if kind == "float":
+            return float(value)
+        if kind == "int":
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind == "bool":
+            if isinstance(value, str):
+                return {"true": True, "false": False, "yes": True, "no": False}[value.lower()]
+            return bool(value)
+        if kind == "list[float]":
+            return [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{key}: expected {kind}, got {value!r}") from None
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read ``path`` (YAML with sections model/data/optim/run) and apply ``section.key=value``
+    overrides (``model.overrides.n_src=3`` reaches into the model's config). Unknown sections or
+    keys raise ``ValueError`` naming them. Relative data paths are made absolute w.r.t. the file."""
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: config file not found")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+        base = path.resolve().parent
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"override {item!r} is not section.key=value")
+        parts = key.split(".")
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = parse_value(value)
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown config section(s) {unknown}; valid: {sorted(SECTIONS)}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name) or {}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(values) - fields)
+        if bad:
+            raise ValueError(f"unknown key(s) in section {name!r}: {bad}; valid: {sorted(fields)}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        sections[name] = cls(**{k: _coerce(v, types[k], f"{name}.{k}") for k, v in values.items()})
+    cfg = TrainConfig(**sections)
+    for key in ("speech_dir", "train_manifest", "valid_manifest", "noise_dir", "rir_dir"):
+        value = getattr(cfg.data, key)
+        if value is not None and not Path(value).is_absolute():
+            setattr(cfg.data, key, str((base / value).resolve()))
+    if cfg.optim.schedule not in ("cosine", "plateau", "constant"):
+        raise ValueError(f"optim.schedule must be cosine, plateau or constant, got {cfg.optim.schedule!r}")
+    if cfg.run.amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"run.amp must be none, bf16 or fp16, got {cfg.run.amp!r}")
+    return cfg

@@ -1,0 +1,338 @@
+"""Single-process and torchrun/DDP training with bit-exact resume.
+
+Everything a step depends on is a function of the step number or is checkpointed:
+example ``j`` of step ``s`` on rank ``r`` is dataset index ``(s·world + r)·batch + j``
+(datasets draw each index from its own seeded generator), the learning rate is a
+function of the step (and the checkpointed plateau factor), and the model, optimizer,
+grad-scaler and RNG states are saved together every ``checkpoint_every`` steps. A run
+killed at any point and restarted with the same command therefore continues exactly as
+if it had never stopped.
+
+Files in ``run.out_dir``: ``config.yaml`` (resolved), ``last.safetensors`` (model),
+``state.pt`` (weights, optimizer, scaler, RNG and step together, so the pair can never
+disagree; loaded with ``weights_only=True``), ``best.safetensors``
+(best validation SI-SDRi), ``train.csv`` and ``valid.csv`` logs (and TensorBoard events if
+``tensorboard`` is installed).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from audiomask.losses import pit_si_sdr_loss
+from audiomask.metrics import pit, si_sdr
+from audiomask.models.registry import build
+from audiomask.training.config import TrainConfig
+
+TRAIN_FIELDS = ["step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
+VALID_FIELDS = ["step", "si_sdri", "best_si_sdri", "lr_scale"]
+
+
+@dataclass
+class DistInfo:
+    """Rank and world size (from torchrun's environment; 1 process otherwise)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "DistInfo":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class StepBatches(Sampler[list[int]]):
+    """Batches of dataset indices for steps ``start … steps-1`` of one rank (see module doc)."""
+
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int) -> None:
+        self.start, self.steps, self.batch_size, self.rank, self.world = start, steps, batch_size, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps):
+            first = (step * self.world + self.rank) * self.batch_size
+            yield list(range(first, first + self.batch_size))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Train ``cfg.model`` on ``cfg.data``; resumes from ``cfg.run.out_dir`` if it holds a run."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.dist = DistInfo.from_env()
+        if self.dist.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
+        self.device = self._device(cfg.run.device)
+        self.out = Path(cfg.run.out_dir)
+        torch.manual_seed(cfg.run.seed)
+        self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
+        self.train_set, self.valid_set = self._datasets()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
+                                          weight_decay=cfg.optim.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
+        self.step, self.best, self.stale, self.lr_scale = 0, -math.inf, 0, 1.0
+        if (self.out / "state.pt").is_file():
+            self._resume()
+        self.net = self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # Some models own parameters that do not reach the loss (Conv-TasNet's last residual
+            # conv, kept for checkpoint compatibility with the authors' code).
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                                 find_unused_parameters=True)
+
+    # -- setup ---------------------------------------------------------------------------
+    def _device(self, name: str) -> torch.device:
+        if name == "auto":
+            name = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
+
+    def _datasets(self) -> tuple[Dataset, Dataset]:
+        d, m = self.cfg.data, self.model
+        if d.speech_dir:
+            from audiomask.data import DynamicMixingDataset, find_audio, split_by_speaker
+
+            train_files, valid_files = split_by_speaker(find_audio(d.speech_dir), d.valid_speakers, seed=0)
+            total = self.cfg.optim.steps * self.cfg.optim.batch_size * self.dist.world
+            extra: dict[str, Any] = {}
+            if d.noise_dir:
+                extra.update(noise_files=find_audio(d.noise_dir), snr_db=tuple(d.snr_db))
+            if d.rir_dir and d.reverb_prob > 0:
+                extra.update(rir_files=find_audio(d.rir_dir), reverb_prob=d.reverb_prob)
+            train = DynamicMixingDataset(train_files, m.sample_rate, d.segment, m.n_src, length=total,
+                                         sir_db=d.sir_db, seed=self.cfg.run.seed, **extra)
+            valid = DynamicMixingDataset(valid_files, m.sample_rate, d.valid_segment, m.n_src,
+                                         length=d.valid_mixtures, sir_db=d.sir_db,
+                                         seed=self.cfg.run.seed + 10_000, **extra)
+            return train, valid
+        if d.train_manifest and d.valid_manifest:
+            from audiomask.data import MixtureDataset
+
+            train = MixtureDataset(d.train_manifest, sample_rate=m.sample_rate, segment=d.segment,
+                                   seed=self.cfg.run.seed)
+            return train, MixtureDataset(d.valid_manifest, sample_rate=m.sample_rate)
+        raise ValueError("data: set speech_dir (dynamic mixing) or both train_manifest and valid_manifest")
+
+    # -- schedule ------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        o = self.cfg.optim
+        warm = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+        if o.schedule == "cosine":
+            t = min(1.0, step / max(1, o.steps))
+            lr = o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * t))
+        else:
+            lr = o.lr
+        return lr * warm * self.lr_scale
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _resume(self) -> None:
+        state = torch.load(self.out / "state.pt", map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.best = state["step"], state["best"]
+        self.stale, self.lr_scale = state["stale"], state["lr_scale"]
+        if self.dist.is_main:
+            self._truncate_log("train.csv", self.step)
+            self._truncate_log("valid.csv", self.step)
+
+    def _truncate_log(self, name: str, step: int) -> None:
+        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
+        path = self.out / name
+        if not path.is_file():
+            return
+        rows = list(csv.reader(path.open()))
+        kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+        if rows and kept:
+            atomic_write_text(path, "".join(",".join(r) + "\n" for r in [rows[0]] + kept))
+        else:
+            path.unlink()  # nothing worth keeping; the log starts afresh with its header
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.model.save(self.out / "last.safetensors", {"steps": str(self.step)})
+        atomic_torch_save({
+            "step": self.step, "best": self.best, "stale": self.stale, "lr_scale": self.lr_scale,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+        }, self.out / "state.pt")
+
+    # -- validation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean SI-SDRi (dB, PIT) over the validation set."""
+        self.model.eval()
+        gains = []
+        for i in range(len(self.valid_set)):
+            mix, src = (t.to(self.device)[None] for t in self.valid_set[i][:2])
+            _, _, scores = pit(self.model(mix), src)
+            base = si_sdr(mix[:, None].expand_as(src), src)
+            gains.append((scores - base).mean().item())
+        self.model.train()
+        return sum(gains) / max(1, len(gains))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def train(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Run to ``optim.steps`` (or early stop). ``stop_after`` ends this call after that
+        step (as if the process were killed right after a checkpoint); used by tests."""
+        cfg, main = self.cfg, self.dist.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers,
+                            batch_sampler=StepBatches(self.step, cfg.optim.steps, cfg.optim.batch_size,
+                                                      self.dist.rank, self.dist.world))
+        train_log = _CSVLog(self.out / "train.csv", TRAIN_FIELDS) if main else None
+        valid_log = _CSVLog(self.out / "valid.csv", VALID_FIELDS) if main else None
+        writer = _tensorboard(self.out) if main else None
+        bar = _progress(self.step, cfg.optim.steps, enabled=main and self.progress)
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
+        t0, samples, start_step, stopped_early = time.time(), 0, self.step, False
+        self.model.train()
+        for mix, src in loader:
+            mix, src = mix.to(self.device), src.to(self.device)
+            lr = self.lr_at(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                est = self.net(mix)
+            loss = pit_si_sdr_loss(est.float(), src)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+            samples += mix.shape[0] * self.dist.world
+            if main:
+                rate = samples / max(1e-9, time.time() - t0)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.2f}", lr=f"{lr:.1e}", samples_s=f"{rate:.1f}")
+                if self.step % cfg.run.log_every == 0 or self.step == cfg.optim.steps:
+                    train_log.write([self.step, f"{loss.item():.4f}", f"{lr:.3e}", f"{grad_norm.item():.3f}",
+                                     f"{rate:.2f}", f"{time.time() - t0:.1f}"])
+                    if writer:
+                        writer.add_scalar("train/loss", loss.item(), self.step)
+            if self.step % cfg.run.valid_every == 0 or self.step == cfg.optim.steps:
+                stopped_early = self._validation_round(valid_log, writer)
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.optim.steps or stopped_early:
+                self.save_checkpoint()
+                if self.dist.world > 1:
+                    dist.barrier()
+            if stopped_early or (stop_after is not None and self.step >= stop_after):
+                break
+        bar.close()
+        for log in (train_log, valid_log):
+            if log:
+                log.file.close()
+        if writer:
+            writer.close()
+        wall = time.time() - t0
+        steps_done = self.step - start_step
+        return {"steps": self.step, "best_si_sdri": self.best, "wall_s": wall,
+                "steps_per_s": steps_done / max(wall, 1e-9),
+                "samples_per_s": steps_done * cfg.optim.batch_size * self.dist.world / max(wall, 1e-9),
+                "early_stopped": stopped_early}
+
+    def _validation_round(self, valid_log: "_CSVLog | None", writer: Any) -> bool:
+        """Validate on rank 0, update best/plateau/early-stop state on every rank."""
+        flags = torch.zeros(2, dtype=torch.float64)
+        if self.dist.is_main:
+            score = self.validate()
+            improved = score > self.best
+            flags[:] = torch.tensor([score, float(improved)])
+        if self.dist.world > 1:
+            flags = flags.to(self.device)
+            dist.broadcast(flags, 0)
+            flags = flags.cpu()
+        score, improved = flags[0].item(), bool(flags[1].item())
+        if improved:
+            self.best, self.stale = score, 0
+            if self.dist.is_main:
+                self.model.save(self.out / "best.safetensors",
+                                {"steps": str(self.step), "valid_si_sdri": f"{score:.3f}"})
+        else:
+            self.stale += 1
+            if self.cfg.optim.schedule == "plateau" and self.stale % self.cfg.optim.plateau_patience == 0:
+                self.lr_scale *= 0.5
+        if self.dist.is_main:
+            valid_log.write([self.step, f"{score:.3f}", f"{self.best:.3f}", f"{self.lr_scale:g}"])
+            if writer:
+                writer.add_scalar("valid/si_sdri", score, self.step)
+        return bool(self.cfg.run.early_stop) and self.stale >= self.cfg.run.early_stop
+
+
+class _CSVLog:
+    def __init__(self, path: Path, fields: list[str]) -> None:
+        new = not path.is_file()
+        self.file = path.open("a", newline="")
+        if new:
+            self.file.write(",".join(fields) + "\n")
+            self.file.flush()
+
+    def write(self, row: list[Any]) -> None:
+        self.file.write(",".join(map(str, row)) + "\n")
+        self.file.flush()
+
+
+def _progress(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(initial=start, total=total, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: CSV logs only
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Build a :class:`Trainer` and run it; tears down the process group if it made one."""
+    trainer = Trainer(cfg, progress)
+    try:
+        return trainer.train()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
