@@ -29,7 +29,6 @@ import math
 import numbers
 import os
 import re
-import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+
+from audiomask.fileio import atomic_target
 
 __all__ = [
     "AudioError",
@@ -380,30 +381,9 @@ def write_audio(
             "(scale the signal, or write FLOAT, e.g. to .wav)",
         )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path)
     try:
-        sf.write(tmp, np.ascontiguousarray(data.T), sample_rate, subtype=subtype, format=fmt)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, sf.SoundFileError):
-            raise AudioError(path, f"cannot encode ({_decode_reason(e)})") from e
-        raise
+        with atomic_target(path) as tmp:
+            sf.write(tmp, np.ascontiguousarray(data.T), sample_rate, subtype=subtype, format=fmt)
+    except sf.SoundFileError as e:
+        raise AudioError(path, f"cannot encode ({_decode_reason(e)})") from e
     return path
-
-
-def _create_temp(path: Path) -> Path:
-    """Create an empty hidden sibling of ``path`` (umask permissions)."""
-    while True:
-        tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import torch
 
+from audiomask.audio import AudioError
+
 DEFAULT_MODEL = "convtasnet-mini2mix"
 
 
@@ -46,14 +48,56 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
 def cmd_separate(args: argparse.Namespace) -> int:
     from audiomask.separate import separate_files
 
+    if args.ref and len(args.inputs) != 1:
+        raise CLIError("--ref scores one input: give exactly one IN with --ref")
+    if args.spectrogram:
+        from audiomask.plot import PLOT_EXTRA_HINT, have_matplotlib
+
+        if not have_matplotlib():
+            raise CLIError(f"--spectrogram: {PLOT_EXTRA_HINT}")
     model = load_model_arg(args.model, args.device)
-    written, errors = separate_files(model, args.inputs, args.out, args.downmix, progress=not args.quiet)
+    if args.ref and len(args.ref) != model.n_src:
+        raise CLIError(f"--ref: the model separates {model.n_src} sources, got {len(args.ref)} references")
+    results, errors = separate_files(model, args.inputs, args.out, args.downmix, progress=not args.quiet)
     for message in errors:
         print(f"audiomask: error: {message}", file=sys.stderr)
-    if not args.quiet:
-        for p in written:
-            print(p)
+    for result in results:
+        if not args.quiet:
+            print("\n".join(map(str, result.paths)))
+        if args.spectrogram:
+            from audiomask.plot import spectrograms_png
+
+            signals = {"mixture": result.mixture}
+            signals.update({f"estimate {i + 1}": e for i, e in enumerate(result.estimates)})
+            png = spectrograms_png(Path(args.out) / f"{result.input.stem}_spectrogram.png", signals, result.sample_rate)
+            if not args.quiet:
+                print(png)
+        if args.ref:
+            print(score_against_references(result, args.ref))
     return 1 if errors else 0
+
+
+def score_against_references(result, ref_paths: Sequence[str]) -> str:
+    """SI-SDR and SI-SDRi (dB, best permutation) of a separated file against reference files."""
+    from audiomask.audio import read_audio
+    from audiomask.evaluate import score_mixture
+    from audiomask.metrics import si_sdr
+
+    refs = []
+    for path in ref_paths:
+        wav, _ = read_audio(path, sample_rate=result.sample_rate, channels=1)
+        if wav.shape[-1] != result.mixture.shape[-1]:
+            raise CLIError(f"{path}: {wav.shape[-1]} samples, the mixture has {result.mixture.shape[-1]}")
+        refs.append(wav[0])
+    refs = torch.stack(refs)
+    scores, matched = score_mixture(result.estimates, refs, result.mixture)
+    per_source = si_sdr(matched, refs.double())
+    base = si_sdr(result.mixture.double().expand_as(refs), refs.double())
+    lines = [f"{'reference':<40} {'SI-SDR':>8} {'SI-SDRi':>8}"]
+    for path, a, b in zip(ref_paths, per_source.tolist(), (per_source - base).tolist()):
+        lines.append(f"{str(path):<40} {a:8.2f} {b:8.2f}")
+    lines.append(f"{'mean':<40} {scores['si_sdr']:8.2f} {scores['si_sdri']:8.2f}  (dB)")
+    return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -137,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--downmix", action="store_true", help="average multi-channel inputs to mono "
                    "(otherwise they are refused)")
+    p.add_argument("--ref", nargs="+", metavar="REF",
+                   help="reference sources of the (single) input: print SI-SDR and SI-SDRi per source")
+    p.add_argument("--spectrogram", action="store_true",
+                   help="also write OUT/<stem>_spectrogram.png of the mixture and estimates (needs matplotlib)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or list of written files")
     p.set_defaults(func=cmd_separate)
 
@@ -212,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print(f"audiomask: error: {e}", file=sys.stderr)
         return 2
+    except AudioError as e:
+        print(f"audiomask: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("audiomask: interrupted", file=sys.stderr)
         return 130

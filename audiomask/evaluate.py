@@ -25,7 +25,6 @@ import csv
 import io
 import math
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from audiomask.audio import resample
+from audiomask.fileio import atomic_write_bytes
 from audiomask.metrics import pit, sdr, si_sdr
 
 __all__ = ["evaluate", "score_mixture", "EvaluationError", "EvaluationSummary", "MetricStats", "t_critical",
@@ -167,27 +167,13 @@ def _stats(values: Sequence[float]) -> MetricStats:
 # --------------------------------------------------------------------------- #
 # outputs
 # --------------------------------------------------------------------------- #
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(path: Path, rows: list[dict[str, Any]], metrics: list[str]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", *metrics])
     for row in rows:
         writer.writerow([row["id"], *(f"{row[m]:.6f}" if math.isfinite(row[m]) else "nan" for m in metrics)])
-    _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 def _write_histogram(path: Path, values: Sequence[float], stats: MetricStats) -> str | None:
@@ -216,7 +202,7 @@ def _write_histogram(path: Path, values: Sequence[float], stats: MetricStats) ->
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -38,8 +39,20 @@ def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike, n_src: int
     return [Path(out_dir) / f"{stem}_s{i + 1}{ext}" for i in range(n_src)]
 
 
+@dataclass
+class SeparatedFile:
+    """What :func:`separate_file` did: the input, the files written, and the signals at ``sample_rate``
+    (``mixture [T]``, ``estimates [n_src, T]``)."""
+
+    input: Path
+    paths: list[Path]
+    mixture: torch.Tensor
+    estimates: torch.Tensor
+    sample_rate: int
+
+
 def separate_file(model: torch.nn.Module, path: str | os.PathLike, out_dir: str | os.PathLike,
-                  downmix: bool = False, ext: str = ".wav") -> list[Path]:
+                  downmix: bool = False, ext: str = ".wav") -> SeparatedFile:
     """Separate one file; write one file per source at the input's sample rate.
 
     Nothing is written when reading or separating fails; if writing one source fails,
@@ -60,18 +73,19 @@ def separate_file(model: torch.nn.Module, path: str | os.PathLike, out_dir: str 
         for p in written:
             p.unlink(missing_ok=True)
         raise
-    return written
+    return SeparatedFile(Path(path), written, wav[0], est, rate)
 
 
 def separate_files(model: torch.nn.Module, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                   downmix: bool = False, progress: bool = True) -> tuple[list[Path], list[str]]:
-    """Separate many files; returns (written paths, one-line error messages of failed inputs)."""
+                   downmix: bool = False, progress: bool = True) -> tuple[list[SeparatedFile], list[str]]:
+    """Separate many files; returns (one result per separated input, one-line error messages
+    of the inputs that failed)."""
     from tqdm import tqdm
 
     written, errors = [], []
     for path in tqdm(paths, desc="separating", unit="file", disable=not progress or len(paths) < 2):
         try:
-            written.extend(separate_file(model, path, out_dir, downmix))
+            written.append(separate_file(model, path, out_dir, downmix))
         except AudioError as e:
             errors.append(str(e))
     return written, errors

@@ -30,6 +30,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from audiomask.fileio import atomic_target, atomic_write_text
 from audiomask.losses import pit_si_sdr_loss
 from audiomask.metrics import pit, si_sdr
 from audiomask.models.registry import build
@@ -73,15 +74,8 @@ class StepBatches(Sampler[list[int]]):
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:
