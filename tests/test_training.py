@@ -166,3 +166,27 @@ def test_config_values_get_their_field_types(tmp_path, small_speech_dir):
         load_config(conf, ["optim.steps=2.5"])
     with pytest.raises(ValueError, match="optim.lr: expected float"):
         load_config(conf, ["optim.lr=fast"])
+
+
+def test_early_stopping_and_plateau(small_speech_dir, tmp_path):
+    # lr 0: validation never improves after the first round, so training stops after
+    # `early_stop` stale rounds, and the plateau schedule halves the lr scale meanwhile.
+    conf = write_config(tmp_path, small_speech_dir,
+                        optim={"steps": 40, "lr": 0.0, "min_lr": 0.0, "schedule": "plateau",
+                               "plateau_patience": 1},
+                        run={"valid_every": 2, "early_stop": 2})
+    trainer = Trainer(load_config(conf), progress=False)
+    summary = trainer.train()
+    assert summary["early_stopped"] and summary["steps"] == 6
+    rows = (tmp_path / "run" / "valid.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["2", "4", "6"]
+    assert [r.split(",")[3] for r in rows] == ["1", "0.5", "0.25"]
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+def test_autocast_bf16_path_trains(small_speech_dir, tmp_path):
+    conf = write_config(tmp_path, small_speech_dir, optim={"steps": 2}, run={"amp": "bf16"})
+    summary = Trainer(load_config(conf), progress=False).train()
+    assert summary["steps"] == 2
+    weights = audiomask.load(tmp_path / "run" / "last.safetensors").state_dict()
+    assert all(torch.isfinite(w).all() for w in weights.values())

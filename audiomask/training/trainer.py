@@ -273,7 +273,7 @@ class Trainer:
         if self.dist.is_main:
             score = self.validate()
             improved = score > self.best
-            flags[:] = torch.tensor([score, float(improved)])
+            flags[:] = torch.tensor([score, float(improved)], dtype=torch.float64)
         if self.dist.world > 1:
             flags = flags.to(self.device)
             dist.broadcast(flags, 0)
