@@ -89,8 +89,26 @@ class ConvEncoder(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         left, right = self.framing.pads(wav.shape[-1])
-        rep = self.conv(F.pad(wav.unsqueeze(1), (left, right)))
+        return self._frames(F.pad(wav, (left, right)))
+
+    def _frames(self, padded: torch.Tensor) -> torch.Tensor:
+        rep = self.conv(padded.unsqueeze(1))
         return F.relu(rep) if self.activation == "relu" else rep
+
+    # -- streaming -----------------------------------------------------------------------
+    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        """Samples not yet framed ``[B, pending]``; starts as the offline left padding."""
+        left = self.framing.pads(0)[0] if self.framing.mode == "centered" else 0
+        return torch.zeros(batch, left, device=device)
+
+    def step(self, wav: torch.Tensor, pending: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames completed by the new samples ``wav [B, n]``: ``[B, N, F]`` and the samples
+        still pending (fewer than ``L``, plus the ``L - S`` the next frame shares)."""
+        x = torch.cat([pending, wav], dim=-1)
+        n_frames = max(0, (x.shape[-1] - self.kernel_size) // self.stride + 1)
+        rep = self._frames(x[..., : (n_frames - 1) * self.stride + self.kernel_size]) if n_frames else \
+            x.new_zeros(x.shape[0], self.n_filters, 0)
+        return rep, x[..., n_frames * self.stride :]
 
 
 class ConvDecoder(nn.Module):
@@ -110,11 +128,29 @@ class ConvDecoder(nn.Module):
     def forward(self, rep: torch.Tensor, length: int) -> torch.Tensor:
         lead = rep.shape[:-2]
         wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).squeeze(1)
-        left, _ = self.framing.pads(length)
+        left = self.framing.pads(length)[0]
         wav = wav[..., left : left + length]
         if wav.shape[-1] < length:  # "valid" framing drops the incomplete last frame
             wav = F.pad(wav, (0, length - wav.shape[-1]))
         return wav.reshape(*lead, length)
+
+    # -- streaming -----------------------------------------------------------------------
+    def initial_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
+        """Overlap-add tail ``[*lead, L - S]``: the part of the last frames that later frames
+        still add to."""
+        return torch.zeros(*lead, self.kernel_size - self.stride, device=device)
+
+    def step(self, rep: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Overlap-add the next frames ``rep [..., N, F]``: returns the ``F·S`` samples that are
+        now final and the new tail."""
+        n_frames = rep.shape[-1]
+        if n_frames == 0:
+            return tail[..., :0], tail
+        lead = rep.shape[:-2]
+        wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).reshape(*lead, -1)
+        wav = torch.cat([wav[..., : tail.shape[-1]] + tail, wav[..., tail.shape[-1] :]], dim=-1)
+        done = n_frames * self.stride
+        return wav[..., :done], wav[..., done:]
 
 
 class STFTEncoder(nn.Module):

@@ -61,6 +61,26 @@ class DepthwiseTCNBlock(nn.Module):
         skip = self.skip_conv(y) if self.skip_conv is not None else None
         return self.res_conv(y), skip
 
+    # -- streaming (causal blocks) ------------------------------------------------------
+    def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
+        """(last ``(P-1)·d`` inputs of the depthwise conv ``[B, H, (P-1)·d]`` — zeros, as the
+        offline left padding —, in-norm state, depthwise-norm state)."""
+        hidden = self.dw_conv.in_channels
+        history = torch.zeros(batch, hidden, self.context, device=device)
+        return (history, self.in_norm.initial_state(batch, device), self.dw_norm.initial_state(batch, device))
+
+    def step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
+             ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]:
+        """The next frames ``x [B, B_chan, F]``: (residual, skip, new state). Exactly the causal
+        :meth:`forward` over the whole signal, restricted to these frames."""
+        history, in_state, dw_state = state
+        y, in_state = self.in_norm.step(self.in_act(self.in_conv(x)), in_state)
+        y = torch.cat([history, y], dim=-1)
+        history = y[..., y.shape[-1] - self.context :]
+        y, dw_state = self.dw_norm.step(self.dw_act(self.dw_conv(y)), dw_state)
+        skip = self.skip_conv(y) if self.skip_conv is not None else None
+        return self.res_conv(y), skip, (history, in_state, dw_state)
+
 
 class TCNMasker(nn.Module):
     """Conv-TasNet separator: norm → 1×1 bottleneck N→B → X·R blocks → PReLU → 1×1 Sc→C·N → mask.
@@ -110,8 +130,31 @@ class TCNMasker(nn.Module):
             x = x + residual
             if skip is not None:
                 skip_sum = skip if skip_sum is None else skip_sum + skip
-        scores = self.out_conv(self.out_act(x if skip_sum is None else skip_sum))
-        scores = scores.view(rep.shape[0], self.n_src, self.in_chan, rep.shape[-1])
+        return self._masks(x if skip_sum is None else skip_sum, rep.shape)
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> list:
+        """Streaming state of a causal TCN: the input norm's and every block's."""
+        if not self.causal:
+            raise ValueError("only a causal TCN can stream exactly; use chunked inference")
+        return [self.input_norm.initial_state(batch, device)] + [
+            block.initial_state(batch, device) for block in self.blocks]
+
+    def step(self, rep: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
+        """Masks ``[B, C, N, F]`` for the next ``F`` frames and the new state."""
+        x, norm_state = self.input_norm.step(rep, state[0])
+        x = self.bottleneck(x)
+        new_state, skip_sum = [norm_state], None
+        for block, block_state in zip(self.blocks, state[1:]):
+            residual, skip, block_state = block.step(x, block_state)
+            new_state.append(block_state)
+            x = x + residual
+            if skip is not None:
+                skip_sum = skip if skip_sum is None else skip_sum + skip
+        return self._masks(x if skip_sum is None else skip_sum, rep.shape), new_state
+
+    def _masks(self, features: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        scores = self.out_conv(self.out_act(features))
+        scores = scores.view(shape[0], self.n_src, self.in_chan, shape[-1])
         if self.mask_act == "sigmoid":
             return torch.sigmoid(scores)
         if self.mask_act == "relu":

@@ -96,6 +96,14 @@ class EncoderMaskerDecoder(nn.Module):
         est = self.decode(self.apply_masks(rep, self.estimate_masks(rep)), wav.shape[-1])
         return est[0] if unbatched else est
 
+    # -- streaming ----------------------------------------------------------------------
+    def stream(self, batch: int = 1):
+        """An exact stateful stream through this (causal) model: ``process(block)``, ``flush()``.
+        See :class:`audiomask.streaming.StreamingSession`."""
+        from audiomask.streaming import StreamingSession
+
+        return StreamingSession(self.eval(), batch)
+
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str, metadata: dict[str, str] | None = None) -> None:
         """Write weights + config to one safetensors file (see :mod:`audiomask.models.checkpoint`)."""

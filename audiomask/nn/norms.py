@@ -55,24 +55,45 @@ class CumulativeLayerNorm(_ChannelAffineNorm):
     """cLN: frame ``k`` normalised with the mean/variance of all channels over frames ``0..k``.
 
     Shape: ``[B, C, T]`` → same. Causal: output frame ``k`` depends on input frames ``<= k``.
+    The running sums are accumulated in float64, so long signals and block-wise streaming
+    (:meth:`step`, whose state is those sums) agree to float32 precision.
     """
 
     causal = True
 
+    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        """Streaming state ``[B, 3]`` (float64): Σx, Σx² and the number of frames seen."""
+        return torch.zeros(batch, 3, dtype=torch.float64, device=device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.step(x, self.initial_state(x.shape[0], x.device))[0]
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalise the next frames ``x [B, C, F]`` given the sums of all earlier frames."""
         channels, frames = x.shape[1], x.shape[-1]
-        cum_sum = torch.cumsum(x.sum(1, keepdim=True), dim=-1)
-        cum_pow_sum = torch.cumsum(x.pow(2).sum(1, keepdim=True), dim=-1)
-        count = torch.arange(1, frames + 1, dtype=x.dtype, device=x.device) * channels
+        cum_sum = torch.cumsum(x.sum(1).double(), dim=-1) + state[:, :1]
+        cum_pow_sum = torch.cumsum(x.pow(2).sum(1).double(), dim=-1) + state[:, 1:2]
+        seen = state[:, 2:3] + torch.arange(1, frames + 1, dtype=torch.float64, device=x.device)
+        count = seen * channels
         cum_mean = cum_sum / count
         cum_var = (cum_pow_sum / count - cum_mean.pow(2)).clamp_min(0.0)
-        return self._affine((x - cum_mean) / (cum_var + self.eps).sqrt())
+        y = (x - cum_mean.unsqueeze(1).to(x.dtype)) / (cum_var.unsqueeze(1) + self.eps).sqrt().to(x.dtype)
+        if frames:
+            state = torch.stack([cum_sum[:, -1], cum_pow_sum[:, -1], seen[:, -1]], dim=1)
+        return self._affine(y), state
 
 
 class ChannelLayerNorm(_ChannelAffineNorm):
     """chanLN: each frame normalised over its channels only. Shape ``[B, C, *]`` → same."""
 
     causal = True
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        """No memory: an empty state, so every causal norm has the same streaming interface."""
+        return torch.zeros(batch, 0, device=device)
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(x), state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(1, keepdim=True)
