@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +14,7 @@ import torch
 from audiomask.audio import AudioError
 
 DEFAULT_MODEL = "convtasnet-mini2mix"
+DEFAULT_CAUSAL_MODEL = "convtasnet-mini2mix-causal"
 
 
 class CLIError(Exception):
@@ -58,7 +60,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
     model = load_model_arg(args.model, args.device)
     if args.ref and len(args.ref) != model.n_src:
         raise CLIError(f"--ref: the model separates {model.n_src} sources, got {len(args.ref)} references")
-    results, errors = separate_files(model, args.inputs, args.out, args.downmix, progress=not args.quiet)
+    results, errors = separate_files(model, args.inputs, args.out, args.downmix,
+                                     progress=not args.quiet, chunk=args.chunk)
     for message in errors:
         print(f"audiomask: error: {message}", file=sys.stderr)
     for result in results:
@@ -149,6 +152,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from audiomask.audio import read_audio, resample, write_audio
+    from audiomask.separate import output_paths
+    from audiomask.streaming import simulate
+
+    model = load_model_arg(args.model, "cpu")
+    if not model.causal:
+        raise CLIError(f"{args.model}: not a causal model; real-time streaming needs one "
+                       "(audiomask separate --chunk always runs any model window by window)")
+    block = max(1, round(args.block_ms * model.sample_rate / 1000))
+    if args.mic:
+        return _stream_microphone(model, block, args)
+    if not args.input:
+        raise CLIError("give --input FILE (simulated real time) or --mic")
+    wav, rate = read_audio(args.input, channels=1, downmix=args.downmix)
+    est, report = simulate(model, resample(wav[0], rate, model.sample_rate), block, threads=args.threads)
+    est = resample(est, model.sample_rate, rate)[..., : wav.shape[-1]]
+    for target, source in zip(output_paths(args.input, args.out, model.n_src), est):
+        write_audio(target, source, rate)
+        print(target)
+    print(report)
+    return 0
+
+
+def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namespace) -> int:
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as e:
+        raise CLIError(f"--mic needs sounddevice and PortAudio (pip install 'audiomask[stream]'; "
+                       f"apt-get install libportaudio2): {e}") from None
+    from audiomask.streaming import Stream
+
+    print(f"streaming the default microphone through {args.model} for {args.seconds:g} s "
+          "(source 1 to the left channel, source 2 to the right); Ctrl-C stops", file=sys.stderr)
+    with Stream(model, block, threads=args.threads) as stream, \
+            sd.Stream(samplerate=model.sample_rate, blocksize=block, channels=(1, model.n_src),
+                      dtype="float32", callback=stream.callback):
+        try:
+            time.sleep(args.seconds)
+        except KeyboardInterrupt:
+            pass
+    print(stream.report())
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from audiomask.models.checkpoint import pretrained_models
     from audiomask.models.registry import list_models
@@ -181,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--downmix", action="store_true", help="average multi-channel inputs to mono "
                    "(otherwise they are refused)")
+    p.add_argument("--chunk", choices=["auto", "always", "never"], default="auto",
+                   help="separate in overlapping 10 s windows (bounded memory, speakers aligned across "
+                        "windows): auto = for inputs over 30 s (default), always, or never")
     p.add_argument("--ref", nargs="+", metavar="REF",
                    help="reference sources of the (single) input: print SI-SDR and SI-SDRi per source")
     p.add_argument("--spectrogram", action="store_true",
@@ -239,6 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override config values, e.g. optim.lr=3e-4 model.overrides.n_src=3")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("stream", help="real-time separation with a causal model (file simulation or microphone)",
+                       description="Run a causal model block by block as a sound card would and report "
+                                   "the algorithmic latency, processing time per block (mean, p99) and "
+                                   "deadline misses. With --input the file is fed in blocks of --block-ms "
+                                   "(simulated real time) and the sources are written to --out.")
+    p.add_argument("--input", help="audio file to stream (simulated real time)")
+    p.add_argument("--mic", action="store_true", help="stream the default microphone to the speakers "
+                   "(needs the 'stream' extra and PortAudio)")
+    p.add_argument("--model", default=DEFAULT_CAUSAL_MODEL,
+                   help=f"causal checkpoint, bundled model or NAME:PRESET (default: {DEFAULT_CAUSAL_MODEL})")
+    p.add_argument("--block-ms", type=float, default=10.0, help="block length in ms (default: 10)")
+    p.add_argument("--out", default="streamed", help="output directory for --input (default: streamed)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the model (default: 2)")
+    p.add_argument("--seconds", type=float, default=30.0, help="--mic duration (default: 30)")
+    p.add_argument("--downmix", action="store_true", help="average a multi-channel input to mono")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("list", help="list architectures, presets and bundled models",
                        description="List the registered architectures with their presets, and the "

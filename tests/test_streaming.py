@@ -93,3 +93,77 @@ def test_flushed_stream_is_closed():
     session.flush()
     with pytest.raises(RuntimeError, match="flushed"):
         session.process(torch.randn(10))
+
+
+def test_realtime_simulation_equals_offline_and_reports_latency():
+    from audiomask.streaming import simulate
+
+    torch.manual_seed(0)
+    model = audiomask.build("convtasnet", "tiny", causal=True, norm="cLN").eval()
+    x = torch.randn(8000 * 2 + 37) * 0.3
+    est, report = simulate(model, x, block_size=80)
+    with torch.no_grad():
+        assert (est - model(x)).abs().max().item() <= 1e-5
+    assert report.algorithmic_latency_samples == 16 and report.algorithmic_latency_ms == 2.0
+    assert report.blocks == len(x) // 80 and report.deadline_ms == 10.0
+    assert report.p99_block_ms >= report.mean_block_ms > 0
+    assert report.underruns == report.overruns == 0
+
+
+def test_stream_from_another_thread_like_a_sound_card():
+    import time
+
+    import numpy as np
+
+    from audiomask.streaming import Stream
+
+    torch.manual_seed(0)
+    model = audiomask.build("convtasnet", "tiny", causal=True, norm="cLN").eval()
+    x = (torch.randn(8000) * 0.3).numpy()
+    got = []
+    with Stream(model, block_size=80) as stream:
+        for start in range(0, len(x), 80):
+            stream.push(x[start : start + 80])
+        deadline = time.time() + 30
+        while stream.report().blocks < 100 and time.time() < deadline:
+            time.sleep(0.01)
+        got.append(stream.pull(len(stream.outbox)))
+    out = np.concatenate(got, axis=-1)
+    with torch.no_grad():
+        offline = model(torch.from_numpy(x)).numpy()
+    # everything up to the last complete frame has come out, equal to the offline pass
+    assert out.shape[-1] == 8000 - 8
+    assert np.abs(out - offline[:, : out.shape[-1]]).max() <= 1e-5
+
+
+def test_ring_buffer_wraps_and_reports_under_and_overruns():
+    import numpy as np
+
+    from audiomask.streaming.realtime import RingBuffer
+
+    ring = RingBuffer(1, 8)
+    assert ring.write(np.arange(6, dtype=np.float32)[None]) == 0
+    out = np.empty((1, 4), dtype=np.float32)
+    assert ring.read_into(out) == 0 and out.tolist() == [[0, 1, 2, 3]]
+    assert ring.write(np.arange(6, 12, dtype=np.float32)[None]) == 0  # wraps around
+    assert ring.write(np.ones((1, 3), dtype=np.float32)) == 3  # full: dropped
+    out = np.empty((1, 10), dtype=np.float32)
+    assert ring.read_into(out) == 2  # 8 available, 2 missing → zeros
+    assert out.tolist() == [[4, 5, 6, 7, 8, 9, 10, 11, 0, 0]]
+
+
+def test_stream_cli_simulates_and_writes_sources(tmp_path, capsys):
+    import soundfile as sf
+
+    from audiomask.cli import main
+
+    path = tmp_path / "causal.safetensors"
+    audiomask.build("convtasnet", "tiny", causal=True, norm="cLN").save(path)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, (torch.randn(16000) * 0.2).numpy(), 16000)
+    assert main(["stream", "--input", str(wav), "--model", str(path), "--out", str(tmp_path / "o"),
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "algorithmic lat. 16 samples (2.00 ms)" in out and "deadline misses" in out
+    assert sf.info(tmp_path / "o" / "in_s1.wav").frames == 16000
+    assert main(["stream", "--input", str(wav), "--model", "convtasnet:tiny", "--out", str(tmp_path)]) == 2
