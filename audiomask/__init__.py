@@ -10,8 +10,10 @@ from audiomask.models import (  # noqa: E402
     list_models,
 )
 from audiomask.models import load_model as load  # noqa: E402
+from audiomask.separation import separate  # noqa: E402
+from audiomask.streaming import Stream  # noqa: E402
 
 __all__ = [
     "__version__", "build", "load", "list_models", "ConvTasNet", "EncoderMaskerDecoder",
-    "CheckpointError",
+    "CheckpointError", "separate", "Stream",
 ]

@@ -48,7 +48,7 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
-    from audiomask.separate import separate_files
+    from audiomask.separation import separate_files
 
     if args.ref and len(args.inputs) != 1:
         raise CLIError("--ref scores one input: give exactly one IN with --ref")
@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from audiomask.audio import read_audio, resample, write_audio
-    from audiomask.separate import output_paths
+    from audiomask.separation import output_paths
     from audiomask.streaming import simulate
 
     model = load_model_arg(args.model, "cpu")

@@ -329,7 +329,7 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
     if fns is not None:
         metrics += ["pesq_nb" if rate == 8000 else "pesq_wb", "stoi"]
 
-    from audiomask.separate import separate
+    from audiomask.separation import separate
 
     was_training = model.training
     model.eval()
