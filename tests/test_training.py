@@ -190,3 +190,17 @@ def test_autocast_bf16_path_trains(small_speech_dir, tmp_path):
     assert summary["steps"] == 2
     weights = audiomask.load(tmp_path / "run" / "last.safetensors").state_dict()
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_training_with_real_noise_and_measured_reverb(small_speech_dir, tmp_path):
+    from conftest import SHARED_DATA
+
+    conf = write_config(tmp_path, small_speech_dir, optim={"steps": 2},
+                        data={"noise_dir": str(SHARED_DATA / "noise"), "snr_db": [5, 5],
+                              "rir_dir": str(SHARED_DATA / "rir"), "reverb_prob": 1.0})
+    trainer = Trainer(load_config(conf), progress=False)
+    mix, src = trainer.train_set[0]
+    noise = mix - trainer.train_set.draw(0, with_meta=True)[3]["images"].sum(0)
+    speech = mix - noise
+    assert abs(10 * torch.log10(speech.pow(2).sum() / noise.pow(2).sum()).item() - 5.0) < 0.01
+    assert trainer.train()["steps"] == 2

@@ -25,6 +25,9 @@ class DataSection:
 
     ``valid_speakers`` speakers of ``speech_dir`` are held out for validation (never seen in
     training); validation uses ``valid_mixtures`` fixed mixtures of ``valid_segment`` seconds.
+    Corruptions: real noise from ``noise_dir`` at an SNR drawn in ``snr_db``; with probability
+    ``reverb_prob``, reverberation from the measured RIRs in ``rir_dir`` and/or simulated rooms
+    (``simulate_rooms``, needs ``audiomask[simulate]``).
     Relative paths are resolved against the config file's folder.
     """
 
@@ -39,6 +42,7 @@ class DataSection:
     noise_dir: str | None = None
     snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
     rir_dir: str | None = None
+    simulate_rooms: bool = False
     reverb_prob: float = 0.0
     num_workers: int = 0
 

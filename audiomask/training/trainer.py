@@ -126,8 +126,9 @@ class Trainer:
             extra: dict[str, Any] = {}
             if d.noise_dir:
                 extra.update(noise_files=find_audio(d.noise_dir), snr_db=tuple(d.snr_db))
-            if d.rir_dir and d.reverb_prob > 0:
-                extra.update(rir_files=find_audio(d.rir_dir), reverb_prob=d.reverb_prob)
+            if d.reverb_prob > 0 and (d.rir_dir or d.simulate_rooms):
+                extra.update(rir_files=find_audio(d.rir_dir) if d.rir_dir else None,
+                             simulate_rooms=d.simulate_rooms, reverb_prob=d.reverb_prob)
             train = DynamicMixingDataset(train_files, m.sample_rate, d.segment, m.n_src, length=total,
                                          sir_db=d.sir_db, seed=self.cfg.run.seed, **extra)
             valid = DynamicMixingDataset(valid_files, m.sample_rate, d.valid_segment, m.n_src,

@@ -1,0 +1,103 @@
+"""The trained models shipped with the package: they load, and reach the model card's numbers
+on mixtures of speakers never seen in training."""
+
+import pytest
+import torch
+
+import audiomask
+from audiomask.data import DynamicMixingDataset, find_audio, split_by_speaker
+from audiomask.metrics import pit, si_sdr
+from audiomask.models.checkpoint import pretrained_models, read_metadata
+from conftest import LIBRI
+
+SHIPPED = {"convtasnet-mini2mix": False, "convtasnet-mini2mix-causal": True}
+
+
+@pytest.fixture(scope="module")
+def validation_mixtures():
+    if not LIBRI.is_dir():
+        pytest.skip(f"real speech not found at {LIBRI}")
+    _, valid = split_by_speaker(find_audio(LIBRI), 25, seed=0)  # the split the training used
+    return DynamicMixingDataset(valid, 8000, 4.0, 2, length=40, seed=12345)
+
+
+def test_shipped_models_are_bundled_and_small():
+    bundled = pretrained_models()
+    assert set(SHIPPED) <= set(bundled)
+    assert sum(p.stat().st_size for p in bundled.values()) <= 25 * 2**20
+    for name, causal in SHIPPED.items():
+        model = audiomask.load(name)
+        assert model.causal == causal and model.sample_rate == 8000 and model.n_src == 2
+        assert float(read_metadata(bundled[name])["valid_si_sdri"]) > 0
+
+
+def mean_si_sdri(model, data) -> float:
+    gains = []
+    with torch.inference_mode():
+        for i in range(len(data)):
+            mix, src = data[i]
+            scores = pit(model(mix[None]), src[None])[2]
+            gains.append((scores - si_sdr(mix.expand_as(src)[None], src[None])).mean().item())
+    return sum(gains) / len(gains)
+
+
+def test_default_model_separates_unseen_speakers(validation_mixtures):
+    gain = mean_si_sdri(audiomask.load("convtasnet-mini2mix"), validation_mixtures)
+    assert gain >= 8.0, gain
+
+
+def test_causal_model_separates_unseen_speakers(validation_mixtures):
+    gain = mean_si_sdri(audiomask.load("convtasnet-mini2mix-causal"), validation_mixtures)
+    assert gain >= CAUSAL_FLOOR_DB, gain
+
+
+def test_causal_model_streams_exactly():
+    model = audiomask.load("convtasnet-mini2mix-causal")
+    x = torch.randn(8000 * 3) * 0.1
+    session = model.stream()
+    out = torch.cat([session.process(x[i : i + 80]) for i in range(0, len(x), 80)] + [session.flush()], -1)
+    with torch.inference_mode():
+        assert (out - model(x)).abs().max().item() <= 1e-5
+
+
+def _turn_taking(voices, seconds=60, turn=4.0, overlap=1.0, rate=8000, seed=0):
+    """Two speakers taking turns: each turn `turn` s, neighbours overlapping by `overlap` s."""
+    gen = torch.Generator().manual_seed(seed)
+    n, t, o = seconds * rate, int(turn * rate), int(overlap * rate)
+    src = torch.zeros(2, n)
+    pos, who = 0, 0
+    while pos < n:
+        voice = voices[who]
+        start = int(torch.randint(0, len(voice) - t - o, (1,), generator=gen))
+        piece = voice[start : start + t + o]
+        end = min(pos + len(piece), n)
+        src[who, pos:end] += piece[: end - pos]
+        pos, who = pos + t, 1 - who
+    return src, t, o
+
+
+def test_chunked_inference_never_swaps_speakers_and_matches_full_quality(validation_mixtures):
+    from audiomask.audio import read_audio
+    from audiomask.streaming import separate_chunked
+
+    model = audiomask.load("convtasnet-mini2mix")
+    _, valid = split_by_speaker(find_audio(LIBRI), 25, seed=0)
+    voices = [read_audio(valid[i], 8000, 1)[0][0] for i in (0, 1)]
+    voices = [v / v.std() * 0.05 for v in voices]
+    src, turn, overlap = _turn_taking(voices)
+    est = separate_chunked(model, src.sum(0), window=8000 * 10, overlap=8000 * 2)
+    channel_of = {0: set(), 1: set()}
+    for start in range(0, src.shape[-1] - turn, turn):
+        seg = slice(start + overlap, start + turn)  # one talker only
+        talker = int(src[1, seg].abs().sum() > src[0, seg].abs().sum())
+        corr = [abs(float(torch.dot(est[c, seg], src[talker, seg]))) for c in (0, 1)]
+        channel_of[talker].add(corr.index(max(corr)))
+    assert channel_of[0] and channel_of[1] and len(channel_of[0]) == len(channel_of[1]) == 1
+    assert channel_of[0] != channel_of[1]
+    # 30 s of two speakers talking at once: chunked within 0.5 dB of the full-signal pass
+    voices = [read_audio(valid[i], 8000, 1)[0][0] for i in (2, 3)]
+    src30 = torch.stack([torch.cat([v / v.std() * 0.05] * 4)[: 30 * 8000] for v in voices])
+    with torch.inference_mode():
+        full = pit(model(src30.sum(0)[None]), src30[None])[2].mean().item()
+    chunked = pit(separate_chunked(model, src30.sum(0))[None], src30[None])[2].mean().item()
+    assert full - chunked <= 0.5, (full, chunked)
