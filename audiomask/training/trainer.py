@@ -97,6 +97,8 @@ class Trainer:
                                           weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
         self.step, self.best, self.stale, self.lr_scale = 0, -math.inf, 0, 1.0
+        self.elapsed_before = 0.0  # training seconds spent by earlier (interrupted) processes
+        self._t0 = time.time()
         if (self.out / "state.pt").is_file():
             self._resume()
         self.net = self.model
@@ -163,6 +165,7 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.step, self.best = state["step"], state["best"]
         self.stale, self.lr_scale = state["stale"], state["lr_scale"]
+        self.elapsed_before = float(state.get("elapsed", 0.0))
         if self.dist.is_main:
             self._truncate_log("train.csv", self.step)
             self._truncate_log("valid.csv", self.step)
@@ -185,10 +188,16 @@ class Trainer:
         self.model.save(self.out / "last.safetensors", {"steps": str(self.step)})
         atomic_torch_save({
             "step": self.step, "best": self.best, "stale": self.stale, "lr_scale": self.lr_scale,
+            "elapsed": self.elapsed,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
         }, self.out / "state.pt")
+
+    @property
+    def elapsed(self) -> float:
+        """Training wall time in seconds, over all processes of this run."""
+        return self.elapsed_before + time.time() - self._t0
 
     # -- validation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -220,7 +229,8 @@ class Trainer:
         writer = _tensorboard(self.out) if main else None
         bar = _progress(self.step, cfg.optim.steps, enabled=main and self.progress)
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
-        t0, samples, start_step, stopped_early = time.time(), 0, self.step, False
+        self._t0 = t0 = time.time()
+        samples, start_step, stopped_early = 0, self.step, False
         self.model.train()
         for mix, src in loader:
             mix, src = mix.to(self.device), src.to(self.device)
@@ -244,7 +254,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss.item():.2f}", lr=f"{lr:.1e}", samples_s=f"{rate:.1f}")
                 if self.step % cfg.run.log_every == 0 or self.step == cfg.optim.steps:
                     train_log.write([self.step, f"{loss.item():.4f}", f"{lr:.3e}", f"{grad_norm.item():.3f}",
-                                     f"{rate:.2f}", f"{time.time() - t0:.1f}"])
+                                     f"{rate:.2f}", f"{self.elapsed:.1f}"])
                     if writer:
                         writer.add_scalar("train/loss", loss.item(), self.step)
             if self.step % cfg.run.valid_every == 0 or self.step == cfg.optim.steps:
@@ -263,7 +273,7 @@ class Trainer:
             writer.close()
         wall = time.time() - t0
         steps_done = self.step - start_step
-        return {"steps": self.step, "best_si_sdri": self.best, "wall_s": wall,
+        return {"steps": self.step, "best_si_sdri": self.best, "wall_s": wall, "total_wall_s": self.elapsed,
                 "steps_per_s": steps_done / max(wall, 1e-9),
                 "samples_per_s": steps_done * cfg.optim.batch_size * self.dist.world / max(wall, 1e-9),
                 "early_stopped": stopped_early}
