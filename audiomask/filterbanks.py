@@ -6,7 +6,8 @@ the input's length, for any input length ≥ 1.
 * :class:`ConvEncoder` / :class:`ConvDecoder` — the learned 1-D conv basis of TasNet
   (``N`` filters of length ``L``, hop ``L/2``).
 * :class:`STFTEncoder` / :class:`ISTFTDecoder` — ``torch.stft``/``torch.istft``; the
-  representation is a complex tensor, masked with real (magnitude) or complex masks.
+  representation is a complex tensor, masked with magnitude, real/imaginary or polar masks
+  (:func:`complex_mask`).
 """
 
 from __future__ import annotations
@@ -218,6 +219,26 @@ class ISTFTDecoder(nn.Module):
         wav = torch.istft(spec.reshape(-1, *spec.shape[-2:]), self.n_fft, self.hop_length,
                           self.win_length, self.window, center=True, length=length)
         return wav.reshape(*lead, length)
+
+
+def complex_mask(mask: torch.Tensor, kind: str = "real_imag") -> torch.Tensor:
+    """Turn a masker's real-valued output into the mask to multiply with a complex STFT.
+
+    * ``"magnitude"``: ``mask [..., F, T]`` ≥ 0 scales the magnitude and keeps the mixture phase.
+    * ``"real_imag"``: ``mask [..., 2, F, T]`` holds the real and imaginary parts of a complex
+      mask (complex ratio mask).
+    * ``"polar"``: ``mask [..., 2, F, T]`` holds magnitude and phase (radians).
+    """
+    if kind == "magnitude":
+        return mask
+    if mask.shape[-3] != 2:
+        raise ValueError(f"{kind} masks need a size-2 axis before [F, T], got shape {tuple(mask.shape)}")
+    first, second = mask.unbind(-3)
+    if kind == "real_imag":
+        return torch.complex(first, second)
+    if kind == "polar":
+        return torch.polar(first, second)
+    raise ValueError(f"unknown mask kind {kind!r}; use 'magnitude', 'real_imag' or 'polar'")
 
 
 def make_window(name: str, length: int) -> torch.Tensor:

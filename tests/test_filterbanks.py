@@ -59,3 +59,21 @@ def test_stft_masks_real_and_complex():
     assert torch.allclose(out.sum(1), x, atol=1e-5)
     rot = torch.exp(1j * torch.full(spec.shape, torch.pi))  # complex mask: phase flip
     assert torch.allclose(dec(rot * spec, 4000), -x, atol=1e-5)
+
+
+def test_complex_mask_kinds():
+    from audiomask.filterbanks import complex_mask
+
+    enc = STFTEncoder(256, 64)
+    dec = ISTFTDecoder.like(enc)
+    x = torch.randn(1, 3000)
+    spec = enc(x)
+    shape = spec.shape
+    minus_one = torch.stack([-torch.ones(shape), torch.zeros(shape)], dim=-3)  # real/imag pair
+    assert torch.allclose(dec(complex_mask(minus_one) * spec, 3000), -x, atol=1e-5)
+    polar = torch.stack([torch.full(shape, 2.0), torch.full(shape, torch.pi / 2)], dim=-3)
+    assert torch.allclose(complex_mask(polar, "polar"), torch.full(shape, 2j), atol=1e-6)
+    half = torch.full(shape, 0.5)
+    assert torch.allclose(dec(complex_mask(half, "magnitude") * spec, 3000), 0.5 * x, atol=1e-5)
+    with pytest.raises(ValueError, match="size-2 axis"):
+        complex_mask(half, "real_imag")
