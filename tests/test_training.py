@@ -204,3 +204,19 @@ def test_training_with_real_noise_and_measured_reverb(small_speech_dir, tmp_path
     speech = mix - noise
     assert abs(10 * torch.log10(speech.pow(2).sum() / noise.pow(2).sum()).item() - 5.0) < 0.01
     assert trainer.train()["steps"] == 2
+
+
+def test_init_from_checkpoint_starts_from_its_weights(small_speech_dir, tmp_path):
+    start = audiomask.build("convtasnet", preset="tiny")
+    torch.nn.init.normal_(start.masker.out_conv.weight)
+    start.save(tmp_path / "start.safetensors")
+    conf = write_config(tmp_path, small_speech_dir, model={"init_from": str(tmp_path / "start.safetensors")})
+    trainer = Trainer(load_config(conf), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(trainer.model.state_dict().values(),
+                                                  start.state_dict().values()))
+    wrong = audiomask.build("convtasnet", preset="tiny", n_filters=16)
+    wrong.save(tmp_path / "wrong.safetensors")
+    conf = write_config(tmp_path, small_speech_dir, model={"init_from": str(tmp_path / "wrong.safetensors")},
+                        run={"out_dir": str(tmp_path / "run2")})
+    with pytest.raises(ValueError, match="wrong.safetensors.*encoder.conv.weight"):
+        Trainer(load_config(conf), progress=False)

@@ -12,11 +12,17 @@ import yaml
 
 @dataclass
 class ModelSection:
-    """Which model to train: registry ``name``, ``preset`` and config field ``overrides``."""
+    """Which model to train: registry ``name``, ``preset`` and config field ``overrides``.
+
+    ``init_from``: a checkpoint (path or bundled model name) whose weights start a new run
+    (fine-tuning, or continuing a finished run with a new schedule); its config must match.
+    Ignored when the run resumes from its own checkpoint.
+    """
 
     name: str = "convtasnet"
     preset: str | None = "small"
     overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
 
 
 @dataclass

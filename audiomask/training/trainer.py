@@ -101,6 +101,8 @@ class Trainer:
         self._t0 = time.time()
         if (self.out / "state.pt").is_file():
             self._resume()
+        elif cfg.model.init_from:
+            self._initialise_from(cfg.model.init_from)
         self.net = self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -169,6 +171,13 @@ class Trainer:
         if self.dist.is_main:
             self._truncate_log("train.csv", self.step)
             self._truncate_log("valid.csv", self.step)
+
+    def _initialise_from(self, spec: str) -> None:
+        from audiomask.models.checkpoint import check_state_dict, load_model
+
+        source = load_model(spec)
+        check_state_dict(self.model, source.state_dict(), source=spec)
+        self.model.load_state_dict(source.state_dict())
 
     def _truncate_log(self, name: str, step: int) -> None:
         """Drop log rows written after the checkpoint we resume from (they will be redone)."""
