@@ -27,6 +27,7 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
     from audiomask.models.checkpoint import CheckpointError, load_model, pretrained_models
     from audiomask.models.registry import build, list_models
 
+    check_device(device)
     path = Path(spec)
     if path.is_file() or spec in pretrained_models():
         try:
@@ -45,6 +46,18 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
         raise CLIError(f"{spec}: checkpoint not found")
     known = sorted(pretrained_models()) + sorted(list_models())
     raise CLIError(f"{spec}: unknown model; give a checkpoint path or one of: {', '.join(known)}")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, with the reason, before loading anything."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise CLIError(f"--device {device}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: CUDA is not available (this torch build: {torch.__version__})")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
 def cmd_separate(args: argparse.Namespace) -> int:

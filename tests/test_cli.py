@@ -170,3 +170,13 @@ def test_reference_errors_are_clear(two_speaker_mixture, tiny_checkpoint, tmp_pa
     assert main(["separate", str(mix_path), "--model", str(tiny_checkpoint),
                  "--out", str(tmp_path / "o"), "--ref", str(mix_path)]) == 2
     assert "2 sources, got 1 references" in capsys.readouterr().err
+
+
+def test_unavailable_device_is_refused(two_speaker_mixture, tiny_checkpoint, tmp_path, capsys):
+    mix_path, _, _ = two_speaker_mixture
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["separate", str(mix_path), "--model", str(tiny_checkpoint), "--device", "cuda",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
