@@ -71,15 +71,16 @@ class CumulativeLayerNorm(_ChannelAffineNorm):
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise the next frames ``x [B, C, F]`` given the sums of all earlier frames."""
         channels, frames = x.shape[1], x.shape[-1]
-        cum_sum = torch.cumsum(x.sum(1).double(), dim=-1) + state[:, :1]
-        cum_pow_sum = torch.cumsum(x.pow(2).sum(1).double(), dim=-1) + state[:, 1:2]
+        # running Σx and Σx² over channels and frames so far: [B, 2, F], float64
+        sums = torch.stack((x.sum(1), x.pow(2).sum(1)), 1).double().cumsum_(-1).add_(state[:, :2, None])
         seen = state[:, 2:3] + torch.arange(1, frames + 1, dtype=torch.float64, device=x.device)
         count = seen * channels
-        cum_mean = cum_sum / count
-        cum_var = (cum_pow_sum / count - cum_mean.pow(2)).clamp_min(0.0)
-        y = (x - cum_mean.unsqueeze(1).to(x.dtype)) / (cum_var.unsqueeze(1) + self.eps).sqrt().to(x.dtype)
+        mean = sums[:, 0] / count
+        inv_std = (sums[:, 1] / count - mean * mean).clamp_min_(0.0).add_(self.eps).rsqrt_()
+        # (x - mean) * inv_std as one fused multiply-add per element
+        y = torch.addcmul((-mean * inv_std).to(x.dtype).unsqueeze(1), x, inv_std.to(x.dtype).unsqueeze(1))
         if frames:
-            state = torch.stack([cum_sum[:, -1], cum_pow_sum[:, -1], seen[:, -1]], dim=1)
+            state = torch.cat((sums[:, :, -1], seen[:, -1:]), dim=1)
         return self._affine(y), state
 
 
