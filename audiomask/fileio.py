@@ -33,8 +33,10 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path)
+    mode = os.stat(tmp).st_mode & 0o777  # what the umask allows; writers that replace tmp lose it
     try:
         yield tmp
+        os.chmod(tmp, mode)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
