@@ -86,8 +86,7 @@ def chunked_quality(model_name: str) -> dict:
     gaps = []
     for trial in range(3):  # 30 s mixtures: utterances of two speakers concatenated
         a, b = rng.choice(len(voices), 2, replace=False)
-        s1 = torch.cat([voices[a]] * 4)[: 30 * 8000]
-        s2 = torch.cat([voices[b]] * 4)[: 30 * 8000]
+        s1, s2 = (voices[i].repeat(30 * 8000 // len(voices[i]) + 1)[: 30 * 8000] for i in (a, b))
         src = torch.stack([s1, s2])
         mix = src.sum(0)
         with torch.inference_mode():
