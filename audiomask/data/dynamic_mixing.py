@@ -10,6 +10,10 @@ RIRs and/or image-source simulated rooms (:mod:`audiomask.data.reverb`). They dr
 their own generators, ``(seed, i, 1)`` for reverberation and ``(seed, i, 2)`` for noise, so
 switching one on never changes the speech, the other corruption, or the level of example
 ``i`` (up to the final peak scaling).
+
+Speed perturbation (also off by default) plays each source faster or slower by a factor drawn
+from generator ``(seed, i, 3)`` — tempo and pitch change together, as in Kaldi/ESPnet's
+``speed`` augmentation — which turns a small pool of speakers into many more voices.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import soxr
 import torch
 from torch.utils.data import Dataset
 
@@ -26,7 +31,7 @@ from audiomask.audio import read_audio
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve
 from audiomask.data.speakers import audio_files, speaker_of
 
-_REVERB_STREAM, _NOISE_STREAM = 1, 2
+_REVERB_STREAM, _NOISE_STREAM, _SPEED_STREAM = 1, 2, 3
 
 
 class DynamicMixingDataset(Dataset):
@@ -58,6 +63,10 @@ class DynamicMixingDataset(Dataset):
             :class:`RoomSimulator`. With both ``rir_files`` and ``simulate_rooms``, each
             reverberated example uses one or the other with probability 1/2.
         reverb_prob: probability that an example is reverberated (when RIRs are available).
+        speed_perturb: ``s`` in ``[0, 0.5)``: each source is played at a speed factor drawn
+            uniformly in ``[1 - s, 1 + s]`` (a crop of ``segment * factor`` seconds resampled
+            to ``segment`` seconds with soxr), independently per source. ``0`` (default)
+            leaves the examples bit-identical to no perturbation.
         reverberant_target: the target under reverberation. ``False`` (default): the
             **dry source** (direct path, time-aligned and at unit gain, see
             :mod:`audiomask.data.reverb`), so the model learns dereverberation and
@@ -81,7 +90,8 @@ class DynamicMixingDataset(Dataset):
                  rir_files: str | Path | Sequence[str | Path] | None = None,
                  simulate_rooms: bool | RoomSimulator = False,
                  reverb_prob: float = 1.0,
-                 reverberant_target: bool = False) -> None:
+                 reverberant_target: bool = False,
+                 speed_perturb: float = 0.0) -> None:
         self.sample_rate, self.n_src, self.length, self.seed = sample_rate, n_src, length, seed
         self.segment_samples = int(round(segment * sample_rate))
         self.sir_db = sir_db
@@ -92,7 +102,10 @@ class DynamicMixingDataset(Dataset):
         if not 0.0 <= reverb_prob <= 1.0:
             raise ValueError(f"reverb_prob must be in [0, 1], got {reverb_prob}")
         self.snr_db = (float(snr_db[0]), float(snr_db[1]))
+        if not 0.0 <= speed_perturb < 0.5:
+            raise ValueError(f"speed_perturb must be in [0, 0.5), got {speed_perturb}")
         self.reverb_prob, self.reverberant_target = float(reverb_prob), bool(reverberant_target)
+        self.speed_perturb = float(speed_perturb)
 
         by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
         for f in files:
@@ -124,8 +137,10 @@ class DynamicMixingDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _crop(self, wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        n = self.segment_samples
+    def _crop(self, wav: np.ndarray, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
+        """A random ``n``-sample crop of ``wav`` (default: the segment), zero-padded at a random
+        offset when ``wav`` is shorter."""
+        n = self.segment_samples if n is None else n
         if len(wav) >= n:
             start = rng.integers(0, len(wav) - n + 1)
             return wav[start : start + n]
@@ -133,6 +148,24 @@ class DynamicMixingDataset(Dataset):
         start = rng.integers(0, n - len(wav) + 1)
         out[start : start + len(wav)] = wav
         return out
+
+    def _draw_speeds(self, index: int) -> list[float]:
+        """Speed factor per source for example ``index``, from generator ``(seed, index, 3)``."""
+        if self.speed_perturb == 0.0:
+            return [1.0] * self.n_src
+        rng = np.random.default_rng((self.seed, index, _SPEED_STREAM))
+        s = self.speed_perturb
+        return [float(f) for f in rng.uniform(1.0 - s, 1.0 + s, size=self.n_src)]
+
+    def _speed_crop(self, wav: np.ndarray, rng: np.random.Generator, speed: float) -> np.ndarray:
+        """A segment of ``wav`` played ``speed`` times faster: a crop of ``segment * speed``
+        samples taken as sampled at ``rate * speed`` and resampled to ``rate``."""
+        n = self.segment_samples
+        crop = self._crop(wav, rng, int(np.ceil(n * speed)) + 1)
+        out = soxr.resample(crop, self.sample_rate * speed, self.sample_rate, quality="HQ")
+        if len(out) < n:
+            out = np.pad(out, (0, n - len(out)))
+        return np.ascontiguousarray(out[:n], dtype=np.float32)
 
     def _draw_rirs(self, index: int) -> tuple[list[RIR] | None, dict[str, Any]]:
         """RIRs for example ``index`` (``None``: dry), from generator ``(seed, index, 1)``."""
@@ -176,10 +209,14 @@ class DynamicMixingDataset(Dataset):
         """
         rng = np.random.default_rng((self.seed, index))
         chosen = rng.choice(len(self.speakers), size=self.n_src, replace=False)
+        speeds = self._draw_speeds(index)
         sources, gains_db = [], []
-        for s in chosen:
+        for s, speed in zip(chosen, speeds):
             utts = self.utterances[s]
-            wav = self._crop(utts[rng.integers(len(utts))], rng)
+            if speed == 1.0:
+                wav = self._crop(utts[rng.integers(len(utts))], rng)
+            else:
+                wav = self._speed_crop(utts[rng.integers(len(utts))], rng, speed)
             rms = np.sqrt(np.mean(wav**2)) + 1e-8
             gain_db = rng.uniform(-self.sir_db / 2, self.sir_db / 2)
             gains_db.append(float(gain_db))
@@ -188,8 +225,8 @@ class DynamicMixingDataset(Dataset):
         level = rng.uniform(0.25, 0.9)
         speakers = [self.speakers[s] for s in chosen]
         rirs, reverb_meta = self._draw_rirs(index)
-        meta: dict[str, Any] = {"speakers": speakers, "gains_db": gains_db, "snr_db": None,
-                                "reverb": None}
+        meta: dict[str, Any] = {"speakers": speakers, "gains_db": gains_db, "speeds": speeds,
+                                "snr_db": None, "reverb": None}
 
         if rirs is None and not self.noises:
             # Dry and noiseless: exactly the original computation (same bits).

@@ -33,7 +33,8 @@ class DataSection:
     training); validation uses ``valid_mixtures`` fixed mixtures of ``valid_segment`` seconds.
     Corruptions: real noise from ``noise_dir`` at an SNR drawn in ``snr_db``; with probability
     ``reverb_prob``, reverberation from the measured RIRs in ``rir_dir`` and/or simulated rooms
-    (``simulate_rooms``, needs ``audiomask[simulate]``).
+    (``simulate_rooms``, needs ``audiomask[simulate]``). ``speed_perturb`` ``s`` plays each
+    training source at a random speed in ``[1 - s, 1 + s]`` (validation is never perturbed).
     Relative paths are resolved against the config file's folder.
     """
 
@@ -50,6 +51,7 @@ class DataSection:
     rir_dir: str | None = None
     simulate_rooms: bool = False
     reverb_prob: float = 0.0
+    speed_perturb: float = 0.0
     num_workers: int = 0
 
 

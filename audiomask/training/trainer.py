@@ -134,7 +134,8 @@ class Trainer:
                 extra.update(rir_files=find_audio(d.rir_dir) if d.rir_dir else None,
                              simulate_rooms=d.simulate_rooms, reverb_prob=d.reverb_prob)
             train = DynamicMixingDataset(train_files, m.sample_rate, d.segment, m.n_src, length=total,
-                                         sir_db=d.sir_db, seed=self.cfg.run.seed, **extra)
+                                         sir_db=d.sir_db, seed=self.cfg.run.seed,
+                                         speed_perturb=d.speed_perturb, **extra)
             valid = DynamicMixingDataset(valid_files, m.sample_rate, d.valid_segment, m.n_src,
                                          length=d.valid_mixtures, sir_db=d.sir_db,
                                          seed=self.cfg.run.seed + 10_000, **extra)
