@@ -107,8 +107,11 @@ class ConvEncoder(nn.Module):
         still pending (fewer than ``L``, plus the ``L - S`` the next frame shares)."""
         x = torch.cat([pending, wav], dim=-1)
         n_frames = max(0, (x.shape[-1] - self.kernel_size) // self.stride + 1)
-        rep = self._frames(x[..., : (n_frames - 1) * self.stride + self.kernel_size]) if n_frames else \
-            x.new_zeros(x.shape[0], self.n_filters, 0)
+        if n_frames == 0:
+            return x.new_zeros(x.shape[0], self.n_filters, 0), x
+        # a few frames: one matmul of the framed samples [B, F, L] with the basis [N, L]
+        rep = F.linear(x.unfold(-1, self.kernel_size, self.stride), self.conv.weight[:, 0]).transpose(1, 2)
+        rep = F.relu(rep) if self.activation == "relu" else rep
         return rep, x[..., n_frames * self.stride :]
 
 
@@ -147,8 +150,11 @@ class ConvDecoder(nn.Module):
         n_frames = rep.shape[-1]
         if n_frames == 0:
             return tail[..., :0], tail
-        lead = rep.shape[:-2]
-        wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).reshape(*lead, -1)
+        lead, length = rep.shape[:-2], (n_frames - 1) * self.stride + self.kernel_size
+        # a few frames: one matmul [.., F, N] @ [N, L] and an overlap-add (fold) of the frames
+        frames = torch.matmul(rep.reshape(-1, *rep.shape[-2:]).transpose(1, 2), self.conv.weight[:, 0])
+        wav = F.fold(frames.transpose(1, 2), (1, length), (1, self.kernel_size), stride=(1, self.stride))
+        wav = wav.reshape(*lead, length)
         wav = torch.cat([wav[..., : tail.shape[-1]] + tail, wav[..., tail.shape[-1] :]], dim=-1)
         done = n_frames * self.stride
         return wav[..., :done], wav[..., done:]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiomask.nn.history import FrameHistory
 from audiomask.nn.norms import is_causal_norm, make_norm
 
 MASK_ACTIVATIONS = ("sigmoid", "relu", "softmax", "linear")
@@ -63,23 +64,33 @@ class DepthwiseTCNBlock(nn.Module):
 
     # -- streaming (causal blocks) ------------------------------------------------------
     def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
-        """(last ``(P-1)·d`` inputs of the depthwise conv ``[B, H, (P-1)·d]`` — zeros, as the
-        offline left padding —, in-norm state, depthwise-norm state)."""
-        hidden = self.dw_conv.in_channels
-        history = torch.zeros(batch, hidden, self.context, device=device)
+        """(the last ``(P-1)·d`` outputs of the first norm — a :class:`FrameHistory`, zeros as
+        the offline left padding —, in-norm state, depthwise-norm state)."""
+        history = FrameHistory(batch, self.context, self.dw_conv.in_channels, device)
         return (history, self.in_norm.initial_state(batch, device), self.dw_norm.initial_state(batch, device))
 
     def step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
              ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]:
-        """The next frames ``x [B, B_chan, F]``: (residual, skip, new state). Exactly the causal
-        :meth:`forward` over the whole signal, restricted to these frames."""
+        """The next frames, frames-major ``x [B, F, B_chan]``: (residual ``[B, F, B_chan]``,
+        skip ``[B, F, Sc]``, new state). Exactly the causal :meth:`forward` over the whole
+        signal, restricted to these frames.
+
+        Streaming works on a few frames at a time, where per-call overhead dominates; in the
+        frames-major layout the 1×1 convs are single ``linear`` calls over contiguous rows and
+        the dilated depthwise conv is ``P`` fused multiply-adds of shifted rows.
+        """
         history, in_state, dw_state = state
-        y, in_state = self.in_norm.step(self.in_act(self.in_conv(x)), in_state)
-        y = torch.cat([history, y], dim=-1)
-        history = y[..., y.shape[-1] - self.context :]
-        y, dw_state = self.dw_norm.step(self.dw_act(self.dw_conv(y)), dw_state)
-        skip = self.skip_conv(y) if self.skip_conv is not None else None
-        return self.res_conv(y), skip, (history, in_state, dw_state)
+        y = self.in_act(F.linear(x, self.in_conv.weight[:, :, 0], self.in_conv.bias))
+        y, in_state = self.in_norm.step_channels_last(y, in_state)
+        y = history.push(y)  # [B, (P-1)·d + F, H]: the context, then these frames
+        frames, d = y.shape[1] - self.context, self.dilation
+        taps = self.dw_conv.weight[:, 0]  # [H, P]
+        z = torch.addcmul(self.dw_conv.bias, y[:, :frames], taps[:, 0])
+        for k in range(1, self.kernel_size):
+            z.addcmul_(y[:, k * d : k * d + frames], taps[:, k])
+        z, dw_state = self.dw_norm.step_channels_last(self.dw_act(z), dw_state)
+        skip = F.linear(z, self.skip_conv.weight[:, :, 0], self.skip_conv.bias) if self.skip_conv is not None else None
+        return F.linear(z, self.res_conv.weight[:, :, 0], self.res_conv.bias), skip, (history, in_state, dw_state)
 
 
 class TCNMasker(nn.Module):
@@ -140,9 +151,11 @@ class TCNMasker(nn.Module):
             block.initial_state(batch, device) for block in self.blocks]
 
     def step(self, rep: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
-        """Masks ``[B, C, N, F]`` for the next ``F`` frames and the new state."""
-        x, norm_state = self.input_norm.step(rep, state[0])
-        x = self.bottleneck(x)
+        """Masks ``[B, C, N, F]`` for the next ``F`` frames ``rep [B, N, F]`` and the new state.
+
+        Runs frames-major (``[B, F, channels]``, see :meth:`DepthwiseTCNBlock.step`)."""
+        x, norm_state = self.input_norm.step_channels_last(rep.transpose(1, 2), state[0])
+        x = F.linear(x, self.bottleneck.weight[:, :, 0], self.bottleneck.bias)
         new_state, skip_sum = [norm_state], None
         for block, block_state in zip(self.blocks, state[1:]):
             residual, skip, block_state = block.step(x, block_state)
@@ -150,11 +163,18 @@ class TCNMasker(nn.Module):
             x = x + residual
             if skip is not None:
                 skip_sum = skip if skip_sum is None else skip_sum + skip
-        return self._masks(x if skip_sum is None else skip_sum, rep.shape), new_state
+        features = self.out_act(x if skip_sum is None else skip_sum)
+        scores = F.linear(features, self.out_conv.weight[:, :, 0], self.out_conv.bias)  # [B, F, C·N]
+        batch, frames = rep.shape[0], rep.shape[-1]
+        scores = scores.view(batch, frames, self.n_src, self.in_chan).permute(0, 2, 3, 1)
+        return self._activate(scores), new_state
 
     def _masks(self, features: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         scores = self.out_conv(self.out_act(features))
-        scores = scores.view(shape[0], self.n_src, self.in_chan, shape[-1])
+        return self._activate(scores.view(shape[0], self.n_src, self.in_chan, shape[-1]))
+
+    def _activate(self, scores: torch.Tensor) -> torch.Tensor:
+        """Mask activation over scores ``[B, C, N, F]``."""
         if self.mask_act == "sigmoid":
             return torch.sigmoid(scores)
         if self.mask_act == "relu":

@@ -70,18 +70,33 @@ class CumulativeLayerNorm(_ChannelAffineNorm):
 
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise the next frames ``x [B, C, F]`` given the sums of all earlier frames."""
-        channels, frames = x.shape[1], x.shape[-1]
-        # running Σx and Σx² over channels and frames so far: [B, 2, F], float64
-        sums = torch.stack((x.sum(1), x.pow(2).sum(1)), 1).double().cumsum_(-1).add_(state[:, :2, None])
-        seen = state[:, 2:3] + torch.arange(1, frames + 1, dtype=torch.float64, device=x.device)
-        count = seen * channels
-        mean = sums[:, 0] / count
-        inv_std = (sums[:, 1] / count - mean * mean).clamp_min_(0.0).add_(self.eps).rsqrt_()
-        # (x - mean) * inv_std as one fused multiply-add per element
-        y = torch.addcmul((-mean * inv_std).to(x.dtype).unsqueeze(1), x, inv_std.to(x.dtype).unsqueeze(1))
-        if frames:
-            state = torch.cat((sums[:, :, -1], seen[:, -1:]), dim=1)
-        return self._affine(y), state
+        scale, shift, state = self._running_stats(x, state, channel_dim=1)
+        # (x - mean) / std as one fused multiply-add per element
+        return self._affine(torch.addcmul(shift.unsqueeze(1), x, scale.unsqueeze(1))), state
+
+    def step_channels_last(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`step` for frames-major input ``x [B, F, C]`` (the streaming fast path)."""
+        scale, shift, state = self._running_stats(x, state, channel_dim=2)
+        y = torch.addcmul(shift.unsqueeze(2), x, scale.unsqueeze(2))
+        return torch.addcmul(self.bias, y, self.weight), state
+
+    def _running_stats(self, x: torch.Tensor, state: torch.Tensor, channel_dim: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``1/std`` and ``-mean/std`` per frame ``[B, F]`` (in ``x``'s dtype) over the channels
+        and all frames so far, and the new state. ``channel_dim``: 1 for ``[B, C, F]``, 2 for
+        ``[B, F, C]``. Few, whole-tensor ops: streaming calls this on a handful of frames."""
+        channels = x.shape[channel_dim]
+        frame_sum = x.sum(channel_dim)  # [B, F]
+        # running (Σx, Σx², frames) up to each frame, in float64: [B, 3, F]
+        running = torch.stack((frame_sum, torch.linalg.vecdot(x, x, dim=channel_dim),
+                               torch.ones_like(frame_sum)), 1).double()
+        running = running.cumsum_(-1).add_(state.unsqueeze(-1))
+        moments = running[:, :2] / (running[:, 2:] * channels)  # E[x], E[x²]: [B, 2, F]
+        mean, power = moments.unbind(1)
+        inv_std = torch.addcmul(power, mean, mean, value=-1.0).clamp_min_(0.0).add_(self.eps).rsqrt_()
+        if running.shape[-1]:
+            state = running[:, :, -1]
+        return inv_std.to(x.dtype), (-mean * inv_std).to(x.dtype), state
 
 
 class ChannelLayerNorm(_ChannelAffineNorm):
@@ -95,6 +110,10 @@ class ChannelLayerNorm(_ChannelAffineNorm):
 
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self(x), state
+
+    def step_channels_last(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`step` for frames-major input ``x [B, F, C]``."""
+        return torch.nn.functional.layer_norm(x, (self.channels,), self.weight, self.bias, self.eps), state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(1, keepdim=True)
