@@ -169,18 +169,18 @@ def test_stream_cli_simulates_and_writes_sources(tmp_path, capsys):
     assert main(["stream", "--input", str(wav), "--model", "convtasnet:tiny", "--out", str(tmp_path)]) == 2
 
 
-def test_frame_history_matches_concatenation():
+def test_history_push_matches_concatenation():
     """Blocks of any length (0, small, longer than the spare room) give the same context +
-    block view as concatenating the whole past, and the context is only moved rarely."""
-    from audiomask.nn.history import FrameHistory
+    block view as concatenating the whole past."""
+    from audiomask.nn.history import history_buffer, history_push
 
     torch.manual_seed(0)
     context, channels = 6, 3
-    hist = FrameHistory(2, context, channels, spare=8)
+    buffer, end = history_buffer(2, context, channels, spare=8)
     past = torch.zeros(2, context, channels)
     for n in [3, 0, 5, 1, 20, 2, 7, 7, 7, 1, 40, 3]:
         block = torch.randn(2, n, channels)
-        view = hist.push(block)
+        buffer, end, view = history_push(buffer, end, context, block)
         past = torch.cat([past, block], dim=1)
         assert torch.equal(view, past[:, past.shape[1] - context - n :])
-        assert torch.equal(hist.last(), past[:, -context:])
+        assert torch.equal(buffer[:, end - context : end], past[:, -context:])

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiomask.nn.history import FrameHistory
-from audiomask.nn.norms import is_causal_norm, make_norm
+from audiomask.maskers.tcn_stream import tcn_step
+from audiomask.nn.history import history_buffer
+from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
 
 MASK_ACTIVATIONS = ("sigmoid", "relu", "softmax", "linear")
 
@@ -61,36 +62,6 @@ class DepthwiseTCNBlock(nn.Module):
         y = self.dw_norm(self.dw_act(self.dw_conv(F.pad(y, self.dw_padding()))))
         skip = self.skip_conv(y) if self.skip_conv is not None else None
         return self.res_conv(y), skip
-
-    # -- streaming (causal blocks) ------------------------------------------------------
-    def initial_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
-        """(the last ``(P-1)·d`` outputs of the first norm — a :class:`FrameHistory`, zeros as
-        the offline left padding —, in-norm state, depthwise-norm state)."""
-        history = FrameHistory(batch, self.context, self.dw_conv.in_channels, device)
-        return (history, self.in_norm.initial_state(batch, device), self.dw_norm.initial_state(batch, device))
-
-    def step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]
-             ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]:
-        """The next frames, frames-major ``x [B, F, B_chan]``: (residual ``[B, F, B_chan]``,
-        skip ``[B, F, Sc]``, new state). Exactly the causal :meth:`forward` over the whole
-        signal, restricted to these frames.
-
-        Streaming works on a few frames at a time, where per-call overhead dominates; in the
-        frames-major layout the 1×1 convs are single ``linear`` calls over contiguous rows and
-        the dilated depthwise conv is ``P`` fused multiply-adds of shifted rows.
-        """
-        history, in_state, dw_state = state
-        y = self.in_act(F.linear(x, self.in_conv.weight[:, :, 0], self.in_conv.bias))
-        y, in_state = self.in_norm.step_channels_last(y, in_state)
-        y = history.push(y)  # [B, (P-1)·d + F, H]: the context, then these frames
-        frames, d = y.shape[1] - self.context, self.dilation
-        taps = self.dw_conv.weight[:, 0]  # [H, P]
-        z = torch.addcmul(self.dw_conv.bias, y[:, :frames], taps[:, 0])
-        for k in range(1, self.kernel_size):
-            z.addcmul_(y[:, k * d : k * d + frames], taps[:, k])
-        z, dw_state = self.dw_norm.step_channels_last(self.dw_act(z), dw_state)
-        skip = F.linear(z, self.skip_conv.weight[:, :, 0], self.skip_conv.bias) if self.skip_conv is not None else None
-        return F.linear(z, self.res_conv.weight[:, :, 0], self.res_conv.bias), skip, (history, in_state, dw_state)
 
 
 class TCNMasker(nn.Module):
@@ -143,31 +114,23 @@ class TCNMasker(nn.Module):
                 skip_sum = skip if skip_sum is None else skip_sum + skip
         return self._masks(x if skip_sum is None else skip_sum, rep.shape)
 
-    def initial_state(self, batch: int, device: torch.device | None = None) -> list:
-        """Streaming state of a causal TCN: the input norm's and every block's."""
+    # -- streaming (causal TCNs) ----------------------------------------------------------
+    def initial_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":
+        """Streaming state of a causal TCN (see :mod:`audiomask.maskers.tcn_stream`)."""
         if not self.causal:
             raise ValueError("only a causal TCN can stream exactly; use chunked inference")
-        return [self.input_norm.initial_state(batch, device)] + [
-            block.initial_state(batch, device) for block in self.blocks]
+        return TCNStreamState(self, batch, device)
 
-    def step(self, rep: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
+    def step(self, rep: torch.Tensor, state: "TCNStreamState") -> tuple[torch.Tensor, "TCNStreamState"]:
         """Masks ``[B, C, N, F]`` for the next ``F`` frames ``rep [B, N, F]`` and the new state.
 
-        Runs frames-major (``[B, F, channels]``, see :meth:`DepthwiseTCNBlock.step`)."""
-        x, norm_state = self.input_norm.step_channels_last(rep.transpose(1, 2), state[0])
-        x = F.linear(x, self.bottleneck.weight[:, :, 0], self.bottleneck.bias)
-        new_state, skip_sum = [norm_state], None
-        for block, block_state in zip(self.blocks, state[1:]):
-            residual, skip, block_state = block.step(x, block_state)
-            new_state.append(block_state)
-            x = x + residual
-            if skip is not None:
-                skip_sum = skip if skip_sum is None else skip_sum + skip
-        features = self.out_act(x if skip_sum is None else skip_sum)
-        scores = F.linear(features, self.out_conv.weight[:, :, 0], self.out_conv.bias)  # [B, F, C·N]
-        batch, frames = rep.shape[0], rep.shape[-1]
-        scores = scores.view(batch, frames, self.n_src, self.in_chan).permute(0, 2, 3, 1)
-        return self._activate(scores), new_state
+        Equals :meth:`forward` over the whole signal restricted to these frames, with work
+        proportional to ``F`` (:func:`~audiomask.maskers.tcn_stream.tcn_step`)."""
+        s = state
+        masks, s.norm_states, s.buffers, s.ends = tcn_step(
+            rep, s.head, s.blocks, s.dilations, s.norm, s.eps, self.n_src, self.mask_act,
+            s.skip_chan, s.norm_states, s.buffers, s.ends)
+        return masks, s
 
     def _masks(self, features: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         scores = self.out_conv(self.out_act(features))
@@ -182,3 +145,33 @@ class TCNMasker(nn.Module):
         if self.mask_act == "softmax":
             return torch.softmax(scores, dim=1)
         return scores
+
+
+class TCNStreamState:
+    """Everything a causal TCN carries between streaming calls: views of its weights in the
+    layout :func:`~audiomask.maskers.tcn_stream.tcn_step` takes (made once per stream), the
+    norms' running statistics and each depthwise conv's history buffer. The weights are read
+    when the stream starts."""
+
+    @torch.no_grad()
+    def __init__(self, masker: TCNMasker, batch: int, device: torch.device | None) -> None:
+        norm = masker.input_norm
+        self.norm = "cLN" if isinstance(norm, CumulativeLayerNorm) else "chanLN"
+        self.eps = float(norm.eps)
+        self.skip_chan = masker.blocks[0].skip_conv.out_channels if masker.blocks[0].skip_conv is not None else 0
+        self.head = [norm.weight, norm.bias, masker.bottleneck.weight[:, :, 0], masker.bottleneck.bias,
+                     masker.out_act.weight, masker.out_conv.weight[:, :, 0], masker.out_conv.bias]
+        self.blocks, self.dilations, self.buffers, self.ends = [], [], [], []
+        self.norm_states = [norm.initial_state(batch, device)]
+        for b in masker.blocks:
+            out = [b.res_conv] + ([b.skip_conv] if b.skip_conv is not None else [])
+            self.blocks.append([
+                b.in_conv.weight[:, :, 0], b.in_conv.bias, b.in_act.weight, b.in_norm.weight, b.in_norm.bias,
+                b.dw_conv.weight[:, 0].t().contiguous(), b.dw_conv.bias, b.dw_act.weight,
+                b.dw_norm.weight, b.dw_norm.bias,
+                torch.cat([c.weight[:, :, 0] for c in out]), torch.cat([c.bias for c in out])])
+            self.dilations.append(b.dilation)
+            buffer, end = history_buffer(batch, b.context, b.dw_conv.in_channels, device)
+            self.buffers.append(buffer)
+            self.ends.append(end)
+            self.norm_states += [b.in_norm.initial_state(batch, device), b.dw_norm.initial_state(batch, device)]

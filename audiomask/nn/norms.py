@@ -14,8 +14,10 @@ All three have a per-channel gain ``weight`` and ``bias`` of shape ``[channels]`
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 EPS = 1e-8
 
@@ -62,7 +64,8 @@ class CumulativeLayerNorm(_ChannelAffineNorm):
     causal = True
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
-        """Streaming state ``[B, 3]`` (float64): Σx, Σx² and the number of frames seen."""
+        """Streaming state ``[B, 3]`` (float64): Σx, Σx² and the number of values summed
+        (frames × channels)."""
         return torch.zeros(batch, 3, dtype=torch.float64, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,33 +73,46 @@ class CumulativeLayerNorm(_ChannelAffineNorm):
 
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise the next frames ``x [B, C, F]`` given the sums of all earlier frames."""
-        scale, shift, state = self._running_stats(x, state, channel_dim=1)
-        # (x - mean) / std as one fused multiply-add per element
-        return self._affine(torch.addcmul(shift.unsqueeze(1), x, scale.unsqueeze(1))), state
+        return cumulative_norm(x, state, self.weight, self.bias, self.eps, 1)
 
     def step_channels_last(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`step` for frames-major input ``x [B, F, C]`` (the streaming fast path)."""
-        scale, shift, state = self._running_stats(x, state, channel_dim=2)
-        y = torch.addcmul(shift.unsqueeze(2), x, scale.unsqueeze(2))
-        return torch.addcmul(self.bias, y, self.weight), state
+        """:meth:`step` for frames-major input ``x [B, F, C]``."""
+        return cumulative_norm(x, state, self.weight, self.bias, self.eps, 2)
 
-    def _running_stats(self, x: torch.Tensor, state: torch.Tensor, channel_dim: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``1/std`` and ``-mean/std`` per frame ``[B, F]`` (in ``x``'s dtype) over the channels
-        and all frames so far, and the new state. ``channel_dim``: 1 for ``[B, C, F]``, 2 for
-        ``[B, F, C]``. Few, whole-tensor ops: streaming calls this on a handful of frames."""
-        channels = x.shape[channel_dim]
-        frame_sum = x.sum(channel_dim)  # [B, F]
-        # running (Σx, Σx², frames) up to each frame, in float64: [B, 3, F]
-        running = torch.stack((frame_sum, torch.linalg.vecdot(x, x, dim=channel_dim),
-                               torch.ones_like(frame_sum)), 1).double()
-        running = running.cumsum_(-1).add_(state.unsqueeze(-1))
-        moments = running[:, :2] / (running[:, 2:] * channels)  # E[x], E[x²]: [B, 2, F]
-        mean, power = moments.unbind(1)
-        inv_std = torch.addcmul(power, mean, mean, value=-1.0).clamp_min_(0.0).add_(self.eps).rsqrt_()
-        if running.shape[-1]:
-            state = running[:, :, -1]
-        return inv_std.to(x.dtype), (-mean * inv_std).to(x.dtype), state
+
+def cumulative_norm(x: Tensor, state: Tensor, weight: Tensor, bias: Tensor, eps: float,
+                    channel_dim: int) -> Tuple[Tensor, Tensor]:
+    """cLN of the next frames of ``x`` given the running sums ``state [B, 3]`` (float64) of all
+    earlier frames: ``(y, new state)``.
+
+    ``channel_dim``: 1 for ``[B, C, F]`` (training, offline), 2 for frames-major ``[B, F, C]``
+    (streaming). Written with few whole-tensor ops, as streaming calls it on a handful of
+    frames, and in TorchScript's subset of Python (the streaming step scripts it).
+    """
+    frame_sum = x.sum(channel_dim)  # [B, F]
+    # running (Σx, Σx², values) over channels and frames up to each frame, float64: [B, 3, F]
+    running = torch.stack((frame_sum, torch.linalg.vecdot(x, x, dim=channel_dim),
+                           torch.full_like(frame_sum, float(x.shape[channel_dim]))), 1).double()
+    running = running.cumsum_(-1).add_(state.unsqueeze(-1))
+    moments = running[:, :2] / running[:, 2:]  # E[x], E[x²]: [B, 2, F]
+    mean, power = moments.unbind(1)
+    inv_std = torch.addcmul(power, mean, mean, value=-1.0).clamp_min_(0.0).add_(eps).rsqrt_()
+    if running.shape[-1] > 0:
+        state = running[:, :, -1]
+    scale, center = torch.stack((inv_std, mean)).to(x.dtype).unsqueeze(channel_dim + 1)
+    y = torch.sub(x, center).mul_(scale)  # (x - mean) / std
+    if channel_dim == 1:
+        return torch.addcmul(bias.unsqueeze(-1), y, weight.unsqueeze(-1)), state
+    return torch.addcmul(bias, y, weight), state
+
+
+def causal_norm_channels_last(kind: str, x: Tensor, state: Tensor, weight: Tensor, bias: Tensor,
+                              eps: float) -> Tuple[Tensor, Tensor]:
+    """The streaming step of causal norm ``kind`` (``"cLN"`` or ``"chanLN"``) on frames-major
+    ``x [B, F, C]`` (TorchScript-compatible)."""
+    if kind == "cLN":
+        return cumulative_norm(x, state, weight, bias, eps, 2)
+    return torch.nn.functional.layer_norm(x, [x.shape[-1]], weight, bias, eps), state
 
 
 class ChannelLayerNorm(_ChannelAffineNorm):
@@ -113,7 +129,7 @@ class ChannelLayerNorm(_ChannelAffineNorm):
 
     def step_channels_last(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`step` for frames-major input ``x [B, F, C]``."""
-        return torch.nn.functional.layer_norm(x, (self.channels,), self.weight, self.bias, self.eps), state
+        return causal_norm_channels_last("chanLN", x, state, self.weight, self.bias, self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(1, keepdim=True)
