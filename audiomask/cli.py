@@ -129,7 +129,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"sources          {summary['n_src']}")
     print(f"causal           {'yes' if summary['causal'] else 'no'}")
     rf = summary["receptive_field_samples"]
-    print(f"receptive field  {rf} samples ({1000 * rf / summary['sample_rate']:.1f} ms)")
+    if rf is None:
+        print("receptive field  unbounded (every output sample depends on the whole input)")
+    else:
+        print(f"receptive field  {rf} samples ({1000 * rf / summary['sample_rate']:.1f} ms)")
     print("config")
     for key, value in summary["config"].items():
         print(f"  {key:<20} {value}")

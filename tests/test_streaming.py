@@ -28,9 +28,26 @@ def stream_through(model, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.cat(outs, dim=-1)
 
 
-def causal_presets():
-    return [(name, preset) for name, presets in list_models().items() for preset in presets
-            if MODELS[name].presets[preset].get("causal")]
+def causal_presets(streaming: bool = True):
+    """Causal presets whose masker has (``streaming=True``) or lacks a streaming step."""
+    found = []
+    for name, presets in list_models().items():
+        for preset in presets:
+            if MODELS[name].presets[preset].get("causal"):
+                model = MODELS[name].preset(preset)
+                if hasattr(model.masker, "step") == streaming:
+                    found.append((name, preset))
+    return found
+
+
+def test_causal_models_without_a_streaming_step_say_so():
+    """Causal MossFormer/MossFormer2 are causal offline but cannot stream block by block yet:
+    ``stream()`` must refuse clearly (chunked inference still works for them)."""
+    missing = causal_presets(streaming=False)
+    assert {name for name, _ in missing} <= {"mossformer", "mossformer2"}
+    for name, preset in missing:
+        with pytest.raises(ValueError, match="no streaming step"):
+            MODELS[name].preset(preset).stream()
 
 
 @pytest.mark.parametrize("name,preset", causal_presets())

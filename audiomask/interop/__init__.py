@@ -14,12 +14,17 @@ from typing import Any, Callable, Mapping
 import torch
 
 from audiomask.interop.convtasnet import from_asteroid_convtasnet, from_naplab_convtasnet
+from audiomask.interop.mossformer import from_clearervoice_mossformer2, from_modelscope_mossformer
+from audiomask.interop.tiger import from_look2hear_tiger
 
 Converter = Callable[..., torch.nn.Module]
 
 CONVERTERS: dict[str, Converter] = {
     "asteroid-convtasnet": from_asteroid_convtasnet,
     "naplab-convtasnet": from_naplab_convtasnet,
+    "modelscope-mossformer": from_modelscope_mossformer,
+    "clearervoice-mossformer2": from_clearervoice_mossformer2,
+    "look2hear-tiger": from_look2hear_tiger,
 }
 
 
@@ -28,7 +33,8 @@ def convert(source: str, state_dict: Mapping[str, Any], preset: str | None = Non
     """Build the audiomask model equivalent to ``state_dict`` from ``source``.
 
     Args:
-        source: one of :data:`CONVERTERS` (``"asteroid-convtasnet"``, ``"naplab-convtasnet"``).
+        source: one of :data:`CONVERTERS` (``"asteroid-convtasnet"``, ``"naplab-convtasnet"``,
+            ``"look2hear-tiger"``, ``"modelscope-mossformer"``, ``"clearervoice-mossformer2"``).
         state_dict: the foreign weights (a plain state_dict, or a package dict holding one
             under ``"state_dict"`` / ``"model"`` as Asteroid and Lightning write them).
         preset: audiomask preset to start from instead of the inferred configuration.

@@ -1,5 +1,8 @@
 """Maskers: representation ``[batch, ...]`` → masks ``[batch, n_src, ...]``."""
 
+from audiomask.maskers.mossformer import MossFormerMasker
+from audiomask.maskers.mossformer2 import MossFormer2Masker
 from audiomask.maskers.tcn import TCNMasker
+from audiomask.maskers.tiger import TIGERMasker
 
-__all__ = ["TCNMasker"]
+__all__ = ["TCNMasker", "TIGERMasker", "MossFormerMasker", "MossFormer2Masker"]

@@ -65,10 +65,14 @@ class EncoderMaskerDecoder(nn.Module):
         return bool(getattr(self.masker, "causal", False))
 
     @property
-    def receptive_field(self) -> int:
-        """Input samples that influence one output sample (through the masker's frames)."""
-        frames = int(getattr(self.masker, "receptive_field", 1))
-        return (frames - 1) * self.encoder.hop + self.encoder.win
+    def receptive_field(self) -> int | None:
+        """Input samples that influence one output sample (through the masker's frames);
+        ``None`` when every output sample depends on the whole input (a masker with global
+        attention declares ``receptive_field = None``)."""
+        frames = getattr(self.masker, "receptive_field", 1)
+        if frames is None:
+            return None
+        return (int(frames) - 1) * self.encoder.hop + self.encoder.win
 
     def n_params(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -6,5 +6,11 @@ from audiomask.nn.norms import (
     GlobalLayerNorm,
     make_norm,
 )
+from audiomask.nn.attention import GatedAttentionUnit, RotaryEmbedding, ScaleNorm
+from audiomask.nn.fsmn import GatedFSMNBlock
+from audiomask.nn.multiscale import MultiScaleSelectiveAttention
+from audiomask.nn.tf_attention import FullAxisAttention
 
-__all__ = ["GlobalLayerNorm", "CumulativeLayerNorm", "ChannelLayerNorm", "make_norm"]
+__all__ = ["GlobalLayerNorm", "CumulativeLayerNorm", "ChannelLayerNorm", "make_norm",
+           "MultiScaleSelectiveAttention", "FullAxisAttention",
+           "GatedAttentionUnit", "RotaryEmbedding", "ScaleNorm", "GatedFSMNBlock"]
