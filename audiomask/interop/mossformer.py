@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import torch
 
 from audiomask.interop.convtasnet import unwrap_state_dict
-from audiomask.models.checkpoint import CheckpointError, check_state_dict
+from audiomask.models.checkpoint import CheckpointError, check_state_dict, state_dict_problems
 from audiomask.models.mossformer import MossFormer, MossFormer2
 
 # (authors' key, audiomask key, reshape). Placeholders: {i} layer, {k} the authors' 1-based
@@ -216,16 +216,7 @@ def _load(model: MossFormer, state: dict[str, torch.Tensor], mapping: _Mapping) 
     """Check ``state`` against the authors' names and shapes for ``model``, then load it."""
     source = mapping.source
     expected = mapping.to_theirs(model.state_dict(), model.config.n_layers)
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''} ({len(missing)})")
-    if extra:
-        problems.append(f"unexpected {extra[:5]}{' …' if len(extra) > 5 else ''} ({len(extra)})")
-    for key, value in expected.items():
-        if key in state and tuple(state[key].shape) != tuple(value.shape):
-            problems.append(f"{key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}")
+    problems = state_dict_problems({k: v.shape for k, v in expected.items()}, state)
     if problems:
         raise CheckpointError(f"{source}: state_dict does not fit {model.name} "
                               f"(config {_summary(model)}): " + "; ".join(problems))

@@ -30,7 +30,7 @@ import torch
 
 from audiomask.interop.convtasnet import unwrap_state_dict
 from audiomask.maskers.tiger import band_widths
-from audiomask.models.checkpoint import CheckpointError, check_state_dict
+from audiomask.models.checkpoint import CheckpointError, check_state_dict, state_dict_problems
 from audiomask.models.tiger import TIGER
 
 SOURCE = "look2hear-tiger"
@@ -148,31 +148,20 @@ def from_look2hear_tiger(state_dict: Mapping[str, Any], preset: str | None = Non
         if key.endswith((".gamma", ".beta")) and value.dim() == 4:
             value = value.reshape(-1)  # LayerNormalization4D keeps [1, C, 1, 1]
         converted[audiomask_key(key)] = value
-    _check_look2hear_names(model, state, converted)
+    _check_look2hear_names(model, state)
     check_state_dict(model, converted, SOURCE)
     model.load_state_dict(converted)
     return model.eval()
 
 
-def _check_look2hear_names(model: TIGER, state: dict[str, torch.Tensor],
-                           converted: dict[str, torch.Tensor]) -> None:
+def _check_look2hear_names(model: TIGER, state: dict[str, torch.Tensor]) -> None:
     """Raise :class:`CheckpointError` naming (in look2hear's names) every missing, unexpected
     or mis-shaped tensor."""
-    expected = model.state_dict()
-    missing = [look2hear_key(k) for k in expected if k not in converted]
-    extra = [k for k in state if audiomask_key(k) not in expected]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''} ({len(missing)})")
-    if extra:
-        problems.append(f"unexpected {extra[:5]}{' …' if len(extra) > 5 else ''} ({len(extra)})")
-    for key, value in state.items():
-        target = expected.get(audiomask_key(key))
-        if target is None:
-            continue
-        want = (1, target.numel(), 1, 1) if key.endswith((".gamma", ".beta")) else tuple(target.shape)
-        if tuple(value.shape) != want:
-            problems.append(f"{key} has shape {tuple(value.shape)}, expected {want}")
+    expected = {}
+    for key, value in model.state_dict().items():
+        theirs = look2hear_key(key)
+        expected[theirs] = (1, value.numel(), 1, 1) if theirs.endswith((".gamma", ".beta")) else value.shape
+    problems = state_dict_problems(expected, state)
     if problems:
         raise CheckpointError(f"{SOURCE}: state_dict does not fit TIGER(n_src={model.n_src}, "
                               f"{model.config.sample_rate} Hz): " + "; ".join(problems))

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -79,7 +79,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Raise :class:`CheckpointError` naming every missing, unexpected or mis-shaped tensor."""
-    expected = model.state_dict()
+    problems = state_dict_problems({k: v.shape for k, v in model.state_dict().items()}, state)
+    if problems:
+        raise CheckpointError(f"{source}: state_dict does not fit {model.name}: " + "; ".join(problems))
+
+
+def state_dict_problems(expected: Mapping[str, Sequence[int]], state: Mapping[str, torch.Tensor]) -> list[str]:
+    """What is wrong with ``state`` against ``expected`` (name → shape): the missing and the
+    unexpected names (the first five of each, and how many) and every mis-shaped tensor.
+    Empty when ``state`` fits. Converters call it with the foreign toolkit's names."""
     problems: list[str] = []
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected]
@@ -87,11 +95,10 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
         problems.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''} ({len(missing)})")
     if extra:
         problems.append(f"unexpected {extra[:5]}{' …' if len(extra) > 5 else ''} ({len(extra)})")
-    for k, v in expected.items():
-        if k in state and tuple(state[k].shape) != tuple(v.shape):
-            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
-    if problems:
-        raise CheckpointError(f"{source}: state_dict does not fit {model.name}: " + "; ".join(problems))
+    for k, shape in expected.items():
+        if k in state and tuple(state[k].shape) != tuple(shape):
+            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(shape)}")
+    return problems
 
 
 def pretrained_models() -> dict[str, Path]:
