@@ -10,10 +10,11 @@ from audiomask.models import (  # noqa: E402
     list_models,
 )
 from audiomask.models import load_model as load  # noqa: E402
+from audiomask.runtime import tune_allocator  # noqa: E402
 from audiomask.separation import separate  # noqa: E402
 from audiomask.streaming import Stream  # noqa: E402
 
 __all__ = [
     "__version__", "build", "load", "list_models", "ConvTasNet", "EncoderMaskerDecoder",
-    "CheckpointError", "separate", "Stream",
+    "CheckpointError", "separate", "Stream", "tune_allocator",
 ]

@@ -15,6 +15,7 @@ from audiomask.audio import AudioError
 
 DEFAULT_MODEL = "convtasnet-mini2mix"
 DEFAULT_CAUSAL_MODEL = "convtasnet-mini2mix-causal"
+DEFAULT_AEC_MODEL = "d3net-aec-small"  # bundled name of a trained echo canceller, once one ships
 
 
 class CLIError(Exception):
@@ -48,6 +49,13 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
     raise CLIError(f"{spec}: unknown model; give a checkpoint path or one of: {', '.join(known)}")
 
 
+def refuse_echo_canceller(model: torch.nn.Module, spec: str) -> None:
+    """Separation commands take one mixture; an echo canceller needs the far-end signal too."""
+    if getattr(model, "task", "separation") == "aec":
+        raise CLIError(f"{spec} is an echo canceller (it needs the far-end signal too): "
+                       "use `audiomask aec --mic MIC --far FAR --out OUT`")
+
+
 def check_device(device: str) -> None:
     """Refuse a device this machine does not have, with the reason, before loading anything."""
     try:
@@ -71,6 +79,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if not have_matplotlib():
             raise CLIError(f"--spectrogram: {PLOT_EXTRA_HINT}")
     model = load_model_arg(args.model, args.device)
+    refuse_echo_canceller(model, args.model)
     if args.ref and len(args.ref) != model.n_src:
         raise CLIError(f"--ref: the model separates {model.n_src} sources, got {len(args.ref)} references")
     results, errors = separate_files(model, args.inputs, args.out, args.downmix,
@@ -145,6 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from audiomask.evaluate import EvaluationError, evaluate
 
     model = load_model_arg(args.model, args.device)
+    refuse_echo_canceller(model, args.model)
     try:
         evaluate(model, args.data, args.out, compute_pesq_stoi=False if args.no_pesq else "auto",
                  progress=not args.quiet)
@@ -174,6 +184,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from audiomask.streaming import simulate
 
     model = load_model_arg(args.model, "cpu")
+    refuse_echo_canceller(model, args.model)
     if not model.causal:
         raise CLIError(f"{args.model}: not a causal model; real-time streaming needs one "
                        "(audiomask separate --chunk always runs any model window by window)")
@@ -210,6 +221,35 @@ def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namesp
         except KeyboardInterrupt:
             pass
     print(stream.report())
+    return 0
+
+
+def cmd_aec(args: argparse.Namespace) -> int:
+    from audiomask.echo_cancellation import cancel_echo_files, check_aec_model
+    from audiomask.models.checkpoint import pretrained_models
+
+    spec = args.model
+    if spec is None:
+        if DEFAULT_AEC_MODEL not in pretrained_models():
+            raise CLIError("no trained echo canceller is bundled yet: give --model CHECKPOINT (train one with "
+                           "`audiomask train egs/aec/conf.yaml`), or --model d3net-aec:small for random weights")
+        spec = DEFAULT_AEC_MODEL
+    model = load_model_arg(spec, args.device)
+    try:
+        check_aec_model(model, spec)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    if args.stream and args.device != "cpu":
+        raise CLIError("--stream runs on the CPU (block by block, as a sound card feeds it); drop --device")
+    if args.block_ms <= 0:
+        raise CLIError(f"--block-ms must be > 0, got {args.block_ms}")
+    paths, report = cancel_echo_files(model, args.mic, args.far, args.out,
+                                      stream_block_ms=args.block_ms if args.stream else None,
+                                      write_all=args.all, downmix=args.downmix)
+    if not args.quiet:
+        print("\n".join(map(str, paths)))
+        if report is not None:
+            print(report)
     return 0
 
 
@@ -324,6 +364,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downmix", action="store_true", help="average a multi-channel input to mono")
     p.set_defaults(func=cmd_stream)
 
+    p = sub.add_parser("aec", help="acoustic echo cancellation (and noise suppression) of a recording",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Remove the far-end echo (and background noise) from a microphone recording, "
+                                   "given the far-end\n(loudspeaker) reference signal, with an AEC model such as "
+                                   "d3net-aec. The two files must\nhave the same sample rate and length; the output "
+                                   "(near-end speech) is written at that rate.",
+                       epilog="examples:\n"
+                              "  audiomask aec --mic mic.wav --far far.wav --out near.wav --model exp/aec-small/best.safetensors\n"
+                              "  audiomask aec --mic mic.wav --far far.wav --out near.wav --model M --stream --block-ms 10")
+    p.add_argument("--mic", required=True, help="microphone recording (near-end speech + echo + noise)")
+    p.add_argument("--far", required=True, help="far-end reference: the signal sent to the loudspeaker")
+    p.add_argument("--out", required=True, help="output file for the near-end speech estimate")
+    p.add_argument("--model", default=None,
+                   help=f"AEC checkpoint, bundled model or NAME:PRESET with random weights "
+                        f"(default: the bundled {DEFAULT_AEC_MODEL}, when one ships)")
+    p.add_argument("--stream", action="store_true",
+                   help="run block by block through the exact stateful stream and print latency and timing")
+    p.add_argument("--block-ms", type=float, default=10.0, help="block length for --stream in ms (default: 10)")
+    p.add_argument("--all", action="store_true",
+                   help="also write the echo and noise estimates as OUT_echo.wav and OUT_noise.wav")
+    p.add_argument("--device", default="cpu", help="torch device for the offline run (default: cpu)")
+    p.add_argument("--downmix", action="store_true", help="average multi-channel inputs to mono")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_aec)
+
     p = sub.add_parser("list", help="list architectures, presets and bundled models",
                        description="List the registered architectures with their presets, and the "
                                    "trained models bundled with the package.")
@@ -339,6 +404,9 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from audiomask.runtime import tune_allocator
+
+    tune_allocator()  # long inputs: keep freed activations in the heap (AUDIOMASK_TUNE_MALLOC=0: off)
     try:
         return args.func(args)
     except CLIError as e:

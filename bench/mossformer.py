@@ -30,6 +30,7 @@ from pathlib import Path
 CHILD = """
 import json, resource, time, torch, audiomask
 from audiomask.streaming import separate_chunked
+audiomask.tune_allocator()
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 model = audiomask.build({model!r}, {preset!r}).eval()

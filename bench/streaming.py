@@ -61,6 +61,7 @@ def chunked_peak_rss(minutes: float, threads: int) -> dict:
     code = f"""
 import resource, time, torch, audiomask
 from audiomask.streaming import separate_chunked
+audiomask.tune_allocator()
 torch.set_num_threads({threads})
 model = audiomask.build("convtasnet", "paper").eval()
 x = torch.randn(int({minutes} * 60 * 8000)) * 0.1

@@ -35,6 +35,7 @@ import json, resource, statistics, sys, time
 import soundfile as sf, torch
 import audiomask
 from audiomask.profiling import count_macs
+audiomask.tune_allocator()
 
 preset, threads, seconds, repeats = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 files = sys.argv[5:]
