@@ -3,11 +3,12 @@
 1. Stateful streaming of causal Conv-TasNet "paper-causal" at 8 kHz, 10 ms blocks: real-time
    factor, p99 block time, and compute per block against the naive method (re-running the
    model over the receptive field + block for every block, as frame-wise toolkits do).
-2. Chunked inference of "paper" on a long 8 kHz mixture: peak RSS (child process).
+2. Chunked inference of "paper" on a long 8 kHz mixture, and of an STFT model (TIGER small)
+   on 10 minutes at 16 kHz: peak RSS (child process).
 3. Chunked vs full-signal SI-SDR on 30 s real mixtures, and speaker swaps on a 60 s mixture
    where two speakers take turns (needs a trained model: the bundled default).
 
-    python bench/streaming.py                      # all, ~15 min on 2 cores
+    python bench/streaming.py                      # all, ~25 min on 2 cores
     python bench/streaming.py --long-minutes 10    # shorter memory run
 """
 
@@ -56,23 +57,24 @@ def stateful_vs_naive(threads: int, seconds: float, naive_blocks: int) -> dict:
             "algorithmic_latency_ms": report.algorithmic_latency_ms}
 
 
-def chunked_peak_rss(minutes: float, threads: int) -> dict:
-    """Peak RSS of a child process that separates ``minutes`` of 8 kHz noise with "paper"."""
+def chunked_peak_rss(minutes: float, threads: int, model: str = "convtasnet", preset: str = "paper") -> dict:
+    """Peak RSS of a child process that separates ``minutes`` of noise at the model's rate
+    with ``model``/``preset`` through chunked inference."""
     code = f"""
 import resource, time, torch, audiomask
 from audiomask.streaming import separate_chunked
 audiomask.tune_allocator()
 torch.set_num_threads({threads})
-model = audiomask.build("convtasnet", "paper").eval()
-x = torch.randn(int({minutes} * 60 * 8000)) * 0.1
+model = audiomask.build({model!r}, {preset!r}).eval()
+x = torch.randn(int({minutes} * 60 * model.sample_rate)) * 0.1
 t0 = time.perf_counter()
 y = separate_chunked(model, x)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t0)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    return {"minutes": minutes, "peak_rss_mb": float(out[0]), "wall_s": float(out[1]),
-            "rtf": float(out[1]) / (minutes * 60)}
+    return {"model": f"{model}/{preset}", "minutes": minutes, "peak_rss_mb": float(out[0]),
+            "wall_s": float(out[1]), "rtf": float(out[1]) / (minutes * 60)}
 
 
 def chunked_quality(model_name: str) -> dict:
@@ -144,6 +146,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="audio streamed in test 1")
     p.add_argument("--naive-blocks", type=int, default=30)
     p.add_argument("--long-minutes", type=float, default=60.0, help="length of the memory run (0: skip)")
+    p.add_argument("--stft-minutes", type=float, default=10.0,
+                   help="length of the STFT-model (TIGER small, 16 kHz) memory run (0: skip)")
     p.add_argument("--model", default="convtasnet-mini2mix", help="trained model for test 3")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -157,6 +161,10 @@ def main() -> None:
         results["chunked_memory"] = c = chunked_peak_rss(args.long_minutes, args.threads)
         print(f"2. paper, chunked, {c['minutes']:g} min at 8 kHz: peak RSS {c['peak_rss_mb']:.0f} MB "
               f"(target <= 1536), RTF {c['rtf']:.3f}")
+    if args.stft_minutes:
+        results["chunked_memory_stft"] = c = chunked_peak_rss(args.stft_minutes, args.threads, "tiger", "small")
+        print(f"2b. TIGER small (STFT), chunked, {c['minutes']:g} min at 16 kHz: peak RSS {c['peak_rss_mb']:.0f} MB "
+              f"(target <= 4096), RTF {c['rtf']:.3f}")
     results["chunked_quality"] = q = chunked_quality(args.model)
     print(f"3. {args.model}: full minus chunked SI-SDR on 30 s mixtures {', '.join(f'{g:.2f}' for g in q['si_sdr_gap_db'])} dB "
           f"(target <= 0.5); speaker swaps introduced by chunking on 60 s of turn-taking: "
