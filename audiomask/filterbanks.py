@@ -12,6 +12,8 @@ the input's length, for any input length ≥ 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -201,6 +203,122 @@ class STFTEncoder(nn.Module):
                           self.window, center=True, pad_mode=pad_mode, return_complex=True)
         return spec.reshape(*lead, *spec.shape[-2:])
 
+    # -- streaming -----------------------------------------------------------------------
+    # The offline transform is centred: frame f covers samples [f·hop - n_fft/2, f·hop + n_fft/2)
+    # of the signal padded by n_fft/2 on each side. A stream therefore emits frame f once the
+    # samples up to f·hop + n_fft/2 - 1 have arrived (the STFT's look-ahead), builds the left
+    # padding as soon as it is known (at once for zeros; after n_fft/2 + 1 samples for
+    # "reflect") and the right padding in :meth:`finish`, when the length is known.
+    def initial_state(self, batch: int, device: torch.device | None = None) -> "STFTStreamState":
+        """A fresh stream of ``batch`` signals (see :class:`STFTStreamState`)."""
+        return STFTStreamState(torch.zeros(batch, 0, device=device))
+
+    def step(self, wav: torch.Tensor, state: "STFTStreamState") -> tuple[torch.Tensor, "STFTStreamState"]:
+        """Frames completed by the next samples ``wav [B, n]``: complex ``[B, n_bins, F]`` (F ≥ 0)
+        equal to the corresponding frames of :meth:`forward` over the whole signal."""
+        if wav.dim() != 2 or wav.shape[0] != state.buf.shape[0]:
+            raise ValueError(f"expected a block [{state.buf.shape[0]}, n], got shape {tuple(wav.shape)}")
+        state.buf = torch.cat([state.buf, wav.to(state.buf)], dim=-1)
+        state.received += wav.shape[-1]
+        half = self.n_fft // 2
+        if not state.started and (self.pad_mode == "constant" or state.received > half):
+            self._start(state, reflect=self.pad_mode == "reflect")
+        if not state.started:
+            return self._no_frames(state), state
+        return self._frames(state), state
+
+    def finish(self, state: "STFTStreamState") -> tuple[torch.Tensor, "STFTStreamState"]:
+        """The last frames, over the right padding the offline pass adds at the end; after
+        this the stream has given exactly ``received // hop + 1`` frames."""
+        half, length = self.n_fft // 2, state.received
+        reflect = self.pad_mode == "reflect" and length > half  # forward() falls back to zeros
+        if not state.started:
+            self._start(state, reflect=reflect)
+        if reflect:
+            right = state.buf[:, -half - 1 : -1].flip(-1)
+        else:
+            right = state.buf.new_zeros(state.buf.shape[0], half)
+        state.buf = torch.cat([state.buf, right], dim=-1)
+        spec = self._frames(state, final=True)
+        expected = length // self.hop_length + 1
+        if state.frames != expected:  # an internal invariant, not a user error
+            raise RuntimeError(f"STFT stream gave {state.frames} frames for {length} samples, expected {expected}")
+        return spec, state
+
+    def _start(self, state: "STFTStreamState", reflect: bool) -> None:
+        half = self.n_fft // 2
+        if reflect:
+            left = state.buf[:, 1 : half + 1].flip(-1)
+        else:
+            left = state.buf.new_zeros(state.buf.shape[0], half)
+        state.buf = torch.cat([left, state.buf], dim=-1)
+        state.started = True
+
+    def _no_frames(self, state: "STFTStreamState") -> torch.Tensor:
+        dtype = torch.complex128 if state.buf.dtype == torch.float64 else torch.complex64
+        return torch.zeros(state.buf.shape[0], self.n_bins, 0, dtype=dtype, device=state.buf.device)
+
+    def _frames(self, state: "STFTStreamState", final: bool = False) -> torch.Tensor:
+        """Every frame that fits in the buffer; then drops the samples no later frame needs
+        (keeping, until the end, the last ``n_fft/2 + 1`` that a reflected right edge needs)."""
+        n, hop = self.n_fft, self.hop_length
+        offset = state.frames * hop - state.start  # where the next frame begins in the buffer
+        available = state.buf.shape[-1] - offset
+        count = (available - n) // hop + 1 if available >= n else 0
+        if count <= 0:
+            return self._no_frames(state)
+        frames = state.buf[:, offset:].unfold(-1, n, hop)[:, :count] * self.full_window()
+        spec = torch.fft.rfft(frames, dim=-1).transpose(1, 2)
+        state.frames += count
+        keep_from = state.buf.shape[-1] if final else min(
+            state.frames * hop - state.start, state.buf.shape[-1] - (n // 2 + 1))
+        if keep_from > 0:
+            state.buf = state.buf[:, keep_from:]
+            state.start += keep_from
+        return spec
+
+    def full_window(self) -> torch.Tensor:
+        """The analysis window zero-padded (centred) to ``n_fft``, as ``torch.stft`` uses it."""
+        left = (self.n_fft - self.win_length) // 2
+        return F.pad(self.window, (left, self.n_fft - self.win_length - left))
+
+
+@dataclass
+class STFTStreamState:
+    """What a streamed :class:`STFTEncoder` carries between blocks.
+
+    Attributes:
+        buf: ``[B, n]`` samples of the padded signal from padded position ``start`` on (before
+            the left padding is known: the raw samples received so far).
+        received: samples received.
+        started: whether the left padding has been put in front of ``buf``.
+        frames: frames emitted so far (the next frame starts at padded position ``frames·hop``).
+        start: padded position of ``buf[:, 0]``.
+    """
+
+    buf: torch.Tensor
+    received: int = 0
+    started: bool = False
+    frames: int = 0
+    start: int = 0
+
+
+@dataclass
+class ISTFTStreamState:
+    """What a streamed :class:`ISTFTDecoder` carries between blocks.
+
+    Attributes:
+        ola: ``[*lead, n_fft - hop]`` overlap-added samples that later frames still add to.
+        env: ``[n_fft - hop]`` the summed squared window over the same samples.
+        drop: padded samples still to drop at the start (the centred STFT's ``n_fft/2``).
+        emitted: output samples given so far.
+    """
+
+    ola: torch.Tensor
+    env: torch.Tensor
+    drop: int
+    emitted: int = 0
+
 
 class ISTFTDecoder(nn.Module):
     """Inverse of :class:`STFTEncoder` (windowed overlap-add, divided by the summed window²).
@@ -225,6 +343,66 @@ class ISTFTDecoder(nn.Module):
         wav = torch.istft(spec.reshape(-1, *spec.shape[-2:]), self.n_fft, self.hop_length,
                           self.win_length, self.window, center=True, length=length)
         return wav.reshape(*lead, length)
+
+    # -- streaming -----------------------------------------------------------------------
+    # torch.istft overlap-adds the windowed inverse FFTs of all frames, divides every sample by
+    # the summed squared window of the frames that cover it, and drops the n_fft/2 samples of
+    # left padding. A sample is final once no later frame covers it: after frame f, every
+    # sample before (f + 1)·hop. The stream keeps the rest (n_fft - hop samples) with its
+    # window sum, so each block's samples equal the offline ones.
+    def initial_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> ISTFTStreamState:
+        """A fresh stream of signals with leading shape ``lead`` (e.g. ``(batch, n_src)``)."""
+        tail = self.n_fft - self.hop_length
+        return ISTFTStreamState(torch.zeros(*lead, tail, device=device), torch.zeros(tail, device=device),
+                                self.n_fft // 2)
+
+    def step(self, spec: torch.Tensor, state: ISTFTStreamState) -> tuple[torch.Tensor, ISTFTStreamState]:
+        """Overlap-add the next frames ``spec [*lead, n_bins, F]``: the samples that are now
+        final (``F·hop`` of them, fewer at the start) and the new state."""
+        n, hop, n_frames = self.n_fft, self.hop_length, spec.shape[-1]
+        if n_frames == 0:
+            return state.ola[..., :0], state
+        lead = spec.shape[:-2]
+        frames = torch.fft.irfft(spec.transpose(-1, -2), n=n, dim=-1) * self.full_window()
+        length = (n_frames - 1) * hop + n
+        wav = F.fold(frames.reshape(-1, n_frames, n).transpose(1, 2), (1, length), (1, n),
+                     stride=(1, hop)).reshape(*lead, length)
+        square = self.full_window().square().unsqueeze(-1).expand(n, n_frames)
+        env = F.fold(square.unsqueeze(0), (1, length), (1, n), stride=(1, hop)).reshape(length)
+        tail = state.ola.shape[-1]
+        wav = torch.cat([wav[..., :tail] + state.ola, wav[..., tail:]], dim=-1)
+        env = torch.cat([env[:tail] + state.env, env[tail:]])
+        done = n_frames * hop
+        out = self._normalise(wav[..., :done], env[:done])
+        state.ola, state.env = wav[..., done:], env[done:]
+        if state.drop:
+            k = min(state.drop, out.shape[-1])
+            out, state.drop = out[..., k:], state.drop - k
+        state.emitted += out.shape[-1]
+        return out, state
+
+    def finish(self, state: ISTFTStreamState, length: int) -> tuple[torch.Tensor, ISTFTStreamState]:
+        """The rest of a signal of ``length`` samples in all: the samples the last frames
+        covered (zeros where no frame did, as ``torch.istft`` pads), cut at ``length``."""
+        out = self._normalise(state.ola, state.env)
+        if state.drop:
+            k = min(state.drop, out.shape[-1])
+            out, state.drop = out[..., k:], state.drop - k
+        missing = max(0, length - state.emitted)
+        out = F.pad(out, (0, max(0, missing - out.shape[-1])))[..., :missing]
+        state.emitted += out.shape[-1]
+        state.ola, state.env = state.ola[..., :0], state.env[:0]
+        return out, state
+
+    @staticmethod
+    def _normalise(wav: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        ok = env > 1e-11
+        return torch.where(ok, wav / torch.where(ok, env, torch.ones_like(env)), torch.zeros_like(wav))
+
+    def full_window(self) -> torch.Tensor:
+        """The synthesis window zero-padded (centred) to ``n_fft``, as ``torch.istft`` uses it."""
+        left = (self.n_fft - self.win_length) // 2
+        return F.pad(self.window, (left, self.n_fft - self.win_length - left))
 
 
 def complex_mask(mask: torch.Tensor, kind: str = "real_imag") -> torch.Tensor:

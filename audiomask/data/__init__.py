@@ -1,6 +1,7 @@
 """Datasets: dynamic mixing of speech (with optional noise and reverberation), speaker-disjoint
 splits, and fixed mixtures from a manifest (CSV/JSON) or a ``mix/ s1/ s2/ …`` folder."""
 
+from audiomask.data.aec import AECChallengeDataset, EchoSimulationDataset, loudspeaker_nonlinearity
 from audiomask.data.dynamic_mixing import DynamicMixingDataset
 from audiomask.data.manifest import (
     ManifestError,
@@ -16,4 +17,4 @@ from audiomask.data.speakers import audio_files, find_audio, speaker_of, split_b
 __all__ = ["DynamicMixingDataset", "MeasuredRIRs", "RIR", "RoomSimulator", "convolve",
            "direct_path_index", "audio_files", "find_audio", "speaker_of", "split_by_speaker",
            "ManifestError", "MixtureDataset", "MixtureEntry", "MixtureExample", "read_manifest",
-           "scan_mixture_dir"]
+           "scan_mixture_dir", "EchoSimulationDataset", "AECChallengeDataset", "loudspeaker_nonlinearity"]

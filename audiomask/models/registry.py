@@ -42,6 +42,7 @@ def list_models() -> dict[str, list[str]]:
 
 def _import_all() -> None:
     # Importing the model modules runs their @register_model decorators.
+    import audiomask.models.aec  # noqa: F401
     import audiomask.models.convtasnet  # noqa: F401
     import audiomask.models.mossformer  # noqa: F401
     import audiomask.models.tiger  # noqa: F401

@@ -36,6 +36,16 @@ class DataSection:
     (``simulate_rooms``, needs ``audiomask[simulate]``). ``speed_perturb`` ``s`` plays each
     training source at a random speed in ``[1 - s, 1 + s]`` (validation is never perturbed).
     Relative paths are resolved against the config file's folder.
+
+    Echo cancellation (a model whose ``task`` is ``"aec"``, e.g. ``d3net-aec``): scenes are
+    simulated from ``speech_dir`` (:class:`~audiomask.data.aec.EchoSimulationDataset`; held-out
+    speakers for validation as above): echo paths from ``rir_dir`` and/or ``simulate_rooms``,
+    signal-to-echo ratio drawn in ``ser_db``, bulk delay in ``echo_delay_ms``, a loudspeaker
+    non-linearity with probability ``nonlinear_prob``, an echo-path change with probability
+    ``path_change_prob``, noise from ``noise_dir`` in a ``noise_prob`` share of the scenes at an
+    SNR in ``snr_db``, and ``scenarios`` = weights of double talk, far-end single talk and
+    near-end single talk. Or ``aec_dir``: the AEC Challenge synthetic folder (train/test split
+    from its ``meta.csv``). ``reverb_prob`` and ``sir_db`` are not used.
     """
 
     speech_dir: str | None = None
@@ -53,6 +63,14 @@ class DataSection:
     reverb_prob: float = 0.0
     speed_perturb: float = 0.0
     num_workers: int = 0
+    # echo cancellation (models with task "aec"; ignored otherwise)
+    aec_dir: str | None = None
+    ser_db: list[float] = field(default_factory=lambda: [-10.0, 10.0])
+    echo_delay_ms: list[float] = field(default_factory=lambda: [0.0, 200.0])
+    nonlinear_prob: float = 0.5
+    path_change_prob: float = 0.2
+    noise_prob: float = 0.8
+    scenarios: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
 
 
 @dataclass
@@ -175,7 +193,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         sections[name] = cls(**{k: _coerce(v, types[k], f"{name}.{k}") for k, v in values.items()})
     cfg = TrainConfig(**sections)
-    for key in ("speech_dir", "train_manifest", "valid_manifest", "noise_dir", "rir_dir"):
+    for key in ("speech_dir", "train_manifest", "valid_manifest", "noise_dir", "rir_dir", "aec_dir"):
         value = getattr(cfg.data, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg.data, key, str((base / value).resolve()))

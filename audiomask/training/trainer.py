@@ -31,8 +31,8 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from audiomask.fileio import atomic_target, atomic_write_text
-from audiomask.losses import pit_si_sdr_loss
-from audiomask.metrics import pit, si_sdr
+from audiomask.losses import aec_loss, pit_si_sdr_loss
+from audiomask.metrics import erle, pit, si_sdr
 from audiomask.models.registry import build
 from audiomask.training.config import TrainConfig
 
@@ -92,6 +92,8 @@ class Trainer:
         self.out = Path(cfg.run.out_dir)
         torch.manual_seed(cfg.run.seed)
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
+        # "separation" (one mixture in, PIT SI-SDR) or "aec" (microphone + far-end in, aec_loss)
+        self.task = getattr(self.model, "task", "separation")
         self.train_set, self.valid_set = self._datasets()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
                                           weight_decay=cfg.optim.weight_decay)
@@ -122,6 +124,8 @@ class Trainer:
 
     def _datasets(self) -> tuple[Dataset, Dataset]:
         d, m = self.cfg.data, self.model
+        if self.task == "aec":
+            return self._aec_datasets()
         if d.speech_dir:
             from audiomask.data import DynamicMixingDataset, find_audio, split_by_speaker
 
@@ -147,6 +151,41 @@ class Trainer:
                                    seed=self.cfg.run.seed)
             return train, MixtureDataset(d.valid_manifest, sample_rate=m.sample_rate)
         raise ValueError("data: set speech_dir (dynamic mixing) or both train_manifest and valid_manifest")
+
+    def _aec_datasets(self) -> tuple[Dataset, Dataset]:
+        """Echo-cancellation data: simulated scenes from ``speech_dir`` (speaker-disjoint
+        train/validation), or the AEC Challenge synthetic folder ``aec_dir`` (its train/test
+        split)."""
+        d, rate = self.cfg.data, self.model.sample_rate
+        total = self.cfg.optim.steps * self.cfg.optim.batch_size * self.dist.world
+        if d.aec_dir:
+            from audiomask.data import AECChallengeDataset
+
+            train = AECChallengeDataset(d.aec_dir, rate, split="train", segment=d.segment,
+                                        seed=self.cfg.run.seed, length=total)
+            valid = AECChallengeDataset(d.aec_dir, rate, split="test", segment=d.valid_segment,
+                                        seed=self.cfg.run.seed + 10_000)
+            if len(valid) > d.valid_mixtures:
+                valid = AECChallengeDataset(d.aec_dir, rate, split="test", segment=d.valid_segment,
+                                            seed=self.cfg.run.seed + 10_000,
+                                            fileids=valid.fileids[: d.valid_mixtures])
+            return train, valid
+        if not d.speech_dir:
+            raise ValueError("data: an AEC model trains on speech_dir (simulated echo scenes) or aec_dir "
+                             "(AEC Challenge synthetic layout)")
+        from audiomask.data import EchoSimulationDataset, find_audio, split_by_speaker
+
+        train_files, valid_files = split_by_speaker(find_audio(d.speech_dir), d.valid_speakers, seed=0)
+        extra: dict[str, Any] = dict(
+            rir_files=find_audio(d.rir_dir) if d.rir_dir else None, simulate_rooms=d.simulate_rooms,
+            noise_files=find_audio(d.noise_dir) if d.noise_dir else None, noise_prob=d.noise_prob,
+            snr_db=tuple(d.snr_db), ser_db=tuple(d.ser_db), delay_ms=tuple(d.echo_delay_ms),
+            nonlinear_prob=d.nonlinear_prob, path_change_prob=d.path_change_prob,
+            scenario_probs=tuple(d.scenarios))
+        train = EchoSimulationDataset(train_files, rate, d.segment, length=total, seed=self.cfg.run.seed, **extra)
+        valid = EchoSimulationDataset(valid_files, rate, d.valid_segment, length=d.valid_mixtures,
+                                      seed=self.cfg.run.seed + 10_000, **extra)
+        return train, valid
 
     # -- schedule ------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -212,7 +251,9 @@ class Trainer:
     # -- validation ------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean SI-SDRi (dB, PIT) over the validation set."""
+        """Mean SI-SDRi (dB, PIT) over the validation set (AEC: see :meth:`_validate_aec`)."""
+        if self.task == "aec":
+            return self._validate_aec()
         self.model.eval()
         gains = []
         for i in range(len(self.valid_set)):
@@ -220,6 +261,27 @@ class Trainer:
             _, _, scores = pit(self.model(mix), src)
             base = si_sdr(mix[:, None].expand_as(src), src)
             gains.append((scores - base).mean().item())
+        self.model.train()
+        return sum(gains) / max(1, len(gains))
+
+    @torch.no_grad()
+    def _validate_aec(self, cap_db: float = 30.0) -> float:
+        """Mean improvement (dB) over doing nothing: on clips with near-end speech (double
+        talk, near-end single talk) the near-end SI-SDRi, on far-end single talk the ERLE —
+        every SI-SDR and ERLE capped at ``cap_db`` (a clean near-end-only clip has an unbounded
+        input SI-SDR; an all-zero output an unbounded ERLE). 0 dB for a model that passes the
+        microphone signal through."""
+        self.model.eval()
+        gains = []
+        for i in range(len(self.valid_set)):
+            mic, far, targets = (t.to(self.device)[None] for t in self.valid_set[i][:3])
+            est = self.model(mic, far)
+            near = targets[:, 0]
+            if near.abs().amax() > 0:
+                gain = si_sdr(est, near).clamp(max=cap_db) - si_sdr(mic, near).clamp(max=cap_db)
+            else:
+                gain = erle(mic, est).clamp(max=cap_db)
+            gains.append(gain.mean().item())
         self.model.train()
         return sum(gains) / max(1, len(gains))
 
@@ -242,14 +304,17 @@ class Trainer:
         self._t0 = t0 = time.time()
         samples, start_step, stopped_early = 0, self.step, False
         self.model.train()
-        for mix, src in loader:
-            mix, src = mix.to(self.device), src.to(self.device)
+        for batch in loader:
+            *inputs, target = (t.to(self.device) for t in batch)
             lr = self.lr_at(self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                est = self.net(mix)
-            loss = pit_si_sdr_loss(est.float(), src)
+                est = self.net(*inputs, return_all=True) if self.task == "aec" else self.net(*inputs)
+            if self.task == "aec":
+                loss = aec_loss(est.float(), target)
+            else:
+                loss = pit_si_sdr_loss(est.float(), target)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -257,7 +322,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.step += 1
-            samples += mix.shape[0] * self.dist.world
+            samples += target.shape[0] * self.dist.world
             if main:
                 rate = samples / max(1e-9, time.time() - t0)
                 bar.update(1)
