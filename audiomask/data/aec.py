@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from audiomask.audio import read_audio
-from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve
+from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
 from audiomask.data.speakers import audio_files, speaker_of
 
 SCENARIOS = ("double_talk", "farend_single", "nearend_single")
@@ -163,12 +163,7 @@ class EchoSimulationDataset(Dataset):
         self.noises = [read_audio(f, sample_rate=sample_rate, downmix=True)[0][0].double().numpy()
                        for f in self.noise_files]
         self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
-        if isinstance(simulate_rooms, RoomSimulator):
-            if simulate_rooms.sample_rate != sample_rate:
-                raise ValueError(f"RoomSimulator rate {simulate_rooms.sample_rate} != dataset rate {sample_rate}")
-            self.room_simulator: RoomSimulator | None = simulate_rooms
-        else:
-            self.room_simulator = RoomSimulator(sample_rate, distance=(0.2, 1.5)) if simulate_rooms else None
+        self.room_simulator = make_room_simulator(simulate_rooms, sample_rate, distance=(0.2, 1.5))
 
     def __len__(self) -> int:
         return self.length

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from audiomask.audio import read_audio
-from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve
+from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
 from audiomask.data.speakers import audio_files, speaker_of
 
 _REVERB_STREAM, _NOISE_STREAM, _SPEED_STREAM = 1, 2, 3
@@ -127,12 +127,7 @@ class DynamicMixingDataset(Dataset):
                 self.noises.append(wav[0].double().numpy())
 
         self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
-        if isinstance(simulate_rooms, RoomSimulator):
-            if simulate_rooms.sample_rate != sample_rate:
-                raise ValueError(f"RoomSimulator rate {simulate_rooms.sample_rate} != dataset rate {sample_rate}")
-            self.room_simulator: RoomSimulator | None = simulate_rooms
-        else:
-            self.room_simulator = RoomSimulator(sample_rate) if simulate_rooms else None
+        self.room_simulator = make_room_simulator(simulate_rooms, sample_rate)
 
     def __len__(self) -> int:
         return self.length

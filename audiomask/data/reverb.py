@@ -212,3 +212,14 @@ class RoomSimulator:
             rirs.append(RIR(h, direct, {"distance": dist, "position": pos.tolist()}))
         info = {"room_dim": dims.tolist(), "rt60": rt60, "max_order": order, "mic": mic.tolist()}
         return rirs, info
+
+
+def make_room_simulator(simulate_rooms: "bool | RoomSimulator", sample_rate: int,
+                        **defaults) -> "RoomSimulator | None":
+    """The simulator a dataset uses: ``None`` for ``False``, a :class:`RoomSimulator` at
+    ``sample_rate`` with ``defaults`` for ``True``, or the given one (its rate must match)."""
+    if isinstance(simulate_rooms, RoomSimulator):
+        if simulate_rooms.sample_rate != sample_rate:
+            raise ValueError(f"RoomSimulator rate {simulate_rooms.sample_rate} != dataset rate {sample_rate}")
+        return simulate_rooms
+    return RoomSimulator(sample_rate, **defaults) if simulate_rooms else None
