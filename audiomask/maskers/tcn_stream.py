@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from audiomask import native
 from audiomask.nn.history import history_push
 from audiomask.nn.norms import causal_norm_channels_last
 
@@ -52,18 +53,20 @@ def tcn_step(rep: Tensor, head: List[Tensor], blocks: List[List[Tensor]], dilati
     bn_chan = x.shape[-1]
     skip_sum: Optional[Tensor] = None
     for i, w in enumerate(blocks):
-        y = F.prelu(F.linear(x, w[IN_W], w[IN_B]), w[IN_A])
-        y, norm_states[2 * i + 1] = causal_norm_channels_last(norm, y, norm_states[2 * i + 1],
-                                                              w[N1_W], w[N1_B], eps)
+        y, norm_states[2 * i + 1] = causal_norm_channels_last(
+            norm, F.linear(x, w[IN_W], w[IN_B]), norm_states[2 * i + 1], w[N1_W], w[N1_B], eps, w[IN_A])
         taps, d = w[TAPS], dilations[i]
         context = d * (taps.shape[0] - 1)
         buffers[i], ends[i], y = history_push(buffers[i], ends[i], context, y)
-        frames = y.shape[1] - context
-        z = torch.addcmul(w[DW_B], y[:, :frames], taps[0])
-        for k in range(1, taps.shape[0]):
-            z.addcmul_(y[:, k * d : k * d + frames], taps[k])
-        z, norm_states[2 * i + 2] = causal_norm_channels_last(norm, F.prelu(z, w[DW_A]),
-                                                              norm_states[2 * i + 2], w[N2_W], w[N2_B], eps)
+        if native.can_dwconv(y):  # the C kernel, when built
+            z = native.dwconv(y, taps, w[DW_B], d)
+        else:
+            frames = y.shape[1] - context
+            z = torch.addcmul(w[DW_B], y[:, :frames], taps[0])
+            for k in range(1, taps.shape[0]):
+                z.addcmul_(y[:, k * d : k * d + frames], taps[k])
+        z, norm_states[2 * i + 2] = causal_norm_channels_last(
+            norm, z, norm_states[2 * i + 2], w[N2_W], w[N2_B], eps, w[DW_A])
         out = F.linear(z, w[OUT_W], w[OUT_B])  # [B, F, B_chan + Sc]: residual, then skip
         x = x + out[..., :bn_chan]
         if skip_chan > 0:

@@ -14,10 +14,12 @@ All three have a per-channel gain ``weight`` and ``bias`` of shape ``[channels]`
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from audiomask import native
 
 EPS = 1e-8
 
@@ -87,7 +89,7 @@ def cumulative_norm(x: Tensor, state: Tensor, weight: Tensor, bias: Tensor, eps:
 
     ``channel_dim``: 1 for ``[B, C, F]`` (training, offline), 2 for frames-major ``[B, F, C]``
     (streaming). Written with few whole-tensor ops, as streaming calls it on a handful of
-    frames, and in TorchScript's subset of Python (the streaming step scripts it).
+    frames.
     """
     frame_sum = x.sum(channel_dim)  # [B, F]
     # running (Σx, Σx², values) over channels and frames up to each frame, float64: [B, 3, F]
@@ -107,9 +109,15 @@ def cumulative_norm(x: Tensor, state: Tensor, weight: Tensor, bias: Tensor, eps:
 
 
 def causal_norm_channels_last(kind: str, x: Tensor, state: Tensor, weight: Tensor, bias: Tensor,
-                              eps: float) -> Tuple[Tensor, Tensor]:
+                              eps: float, slope: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """The streaming step of causal norm ``kind`` (``"cLN"`` or ``"chanLN"``) on frames-major
-    ``x [B, F, C]`` (TorchScript-compatible)."""
+    ``x [B, F, C]`` — on ``prelu(x, slope)`` when a (one-element) PReLU ``slope`` is given.
+    A cumulative norm runs the one-pass C kernel of :mod:`audiomask.native` where it is built
+    (updating ``state`` in place), else :func:`cumulative_norm`."""
+    if kind == "cLN" and native.can_cln_step(x, state) and (slope is None or slope.numel() == 1):
+        return native.cln_step(x, state, weight, bias, eps, None if slope is None else float(slope)), state
+    if slope is not None:
+        x = torch.nn.functional.prelu(x, slope)
     if kind == "cLN":
         return cumulative_norm(x, state, weight, bias, eps, 2)
     return torch.nn.functional.layer_norm(x, [x.shape[-1]], weight, bias, eps), state
