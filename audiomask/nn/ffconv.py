@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiomask import kernels
+
 
 class FFConvM(nn.Module):
     """Feed-forward projection with a depthwise-conv residual branch.
@@ -42,6 +44,10 @@ class FFConvM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.silu(self.linear(self.norm(x)))
+        if kernels.use_triton(h):  # CUDA: h + conv(h) in one kernel on [B, T, C], no transposes
+            pad = (self.kernel_size - 1, 0) if self.causal else (self.kernel_size // 2,) * 2
+            return self.dropout(kernels.depthwise_conv1d(h, self.dwconv.weight, None, 1, pad,
+                                                         channels_last=True, residual=True))
         c = h.transpose(1, 2)
         if self.causal:
             c = F.pad(c, (self.kernel_size - 1, 0))

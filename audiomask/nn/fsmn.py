@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiomask import kernels
 from audiomask.nn.ffconv import FFConvM
 
 
@@ -97,7 +98,10 @@ class DilatedDenseFSMN(nn.Module):
         for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts)):
             reach = (self.lorder - 1) * 2**i  # frames seen on each side
             pads = (2 * reach, 0) if self.causal else (reach, reach)
-            out = act(norm(conv(F.pad(skip, pads))))
+            if kernels.use_triton(skip):  # CUDA: padding by masked loads, no padded copy
+                out = act(norm(kernels.depthwise_conv1d(skip, conv.weight, None, conv.dilation[0], pads)))
+            else:
+                out = act(norm(conv(F.pad(skip, pads))))
             skip = torch.cat((out, skip), dim=1)
         return x + out.transpose(1, 2)
 

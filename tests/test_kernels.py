@@ -1,0 +1,336 @@
+"""audiomask.kernels: every Triton kernel equals its PyTorch reference, forward and gradients.
+
+Without a GPU the Triton code runs on CPU tensors in Triton's interpreter: this module sets
+``TRITON_INTERPRET=1`` before ``audiomask.kernels._triton`` is first imported (Triton decides
+when a kernel is decorated whether it is interpreted; asserted below) and the dispatch is
+forced with ``kernels.force("triton")``. On a CUDA machine the same tests run the compiled kernels on
+the GPU. The references themselves are checked against the modules they stand for.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import audiomask
+from audiomask import kernels
+from audiomask.maskers.tcn import DepthwiseTCNBlock
+from audiomask.nn.ffconv import FFConvM
+from audiomask.nn.fsmn import DilatedDenseFSMN
+
+ON_GPU = torch.cuda.is_available() and not kernels.interpreting()
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+
+def _load_triton_kernels():
+    if not ON_GPU:
+        # Triton reads this when the kernels are decorated and again when they launch, so it
+        # stays set for the session (no other test uses Triton)
+        os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return None
+    from audiomask.kernels import _triton
+
+    return _triton
+
+
+TRITON = _load_triton_kernels()
+needs_triton = pytest.mark.skipif(TRITON is None, reason="triton not installed (pip install 'audiomask[kernels]')")
+
+
+def triton_path():
+    """The Triton path for this machine's test tensors (forced on CPU: interpreter)."""
+    return kernels.force("auto" if ON_GPU else "triton")
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-4, what: str = "") -> None:
+    err = (got.double() - want.double()).abs().max().item()
+    scale = want.double().abs().max().item()
+    assert err <= rel * scale + 1e-6, f"{what}: max error {err:.3g} vs max |ref| {scale:.3g}"
+
+
+def _compare(fn, inputs: dict, seed: int = 0) -> None:
+    """``fn(**inputs)`` on the Triton path equals the reference path: output and the
+    gradients of every floating tensor input, for the same random output gradient."""
+    def run(path):
+        leaves = {k: (v.detach().clone().to(DEVICE).requires_grad_(True) if torch.is_tensor(v) else v)
+                  for k, v in inputs.items()}
+        with path:
+            y = fn(**leaves)
+            torch.manual_seed(seed)
+            y.backward(torch.randn_like(y))
+        return y.detach(), {k: v.grad for k, v in leaves.items() if torch.is_tensor(v)}
+
+    y_ref, g_ref = run(kernels.force("reference"))
+    y_tri, g_tri = run(triton_path())
+    assert y_tri.shape == y_ref.shape and y_tri.dtype == y_ref.dtype
+    _close(y_tri, y_ref, what="output")
+    for k, g in g_ref.items():
+        assert g_tri[k] is not None, f"no gradient for {k}"
+        _close(g_tri[k], g, what=f"d{k}")
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts calls into the Triton autograd Functions (so a silent fallback would fail)."""
+    calls = {"ConvPReLUNorm": 0, "DepthwiseConv1d": 0}
+    for name in calls:
+        cls = getattr(TRITON, name)
+        original = cls.apply
+
+        def apply(*a, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*a)
+
+        monkeypatch.setattr(cls, "apply", apply)
+    return calls
+
+
+# ------------------------------------------------------------------------------------------
+# the references are the modules' math
+# ------------------------------------------------------------------------------------------
+def _randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.rand(p.shape, generator=g) * 1.5 - 0.5)
+    return module
+
+
+@pytest.mark.parametrize("norm,causal", [("gLN", False), ("cLN", True), ("chanLN", True), ("chanLN", False)])
+def test_references_equal_the_tcn_block(norm, causal):
+    block = _randomize(DepthwiseTCNBlock(8, 12, 8, 3, 2, norm, causal))
+    x = torch.randn(2, 8, 41)
+    u = block.in_conv(x)
+    y = block.in_norm(block.in_act(u))
+    ref = kernels.reference_prelu_norm(u, block.in_act.weight, block.in_norm.weight, block.in_norm.bias,
+                                       norm, block.in_norm.eps)
+    assert torch.equal(ref, y)
+    want = block.dw_norm(block.dw_act(block.dw_conv(F.pad(y, block.dw_padding()))))
+    got = kernels.reference_dwconv_prelu_norm(y, block.dw_conv.weight, block.dw_conv.bias, block.dilation,
+                                              block.dw_padding(), block.dw_act.weight, block.dw_norm.weight,
+                                              block.dw_norm.bias, norm, block.dw_norm.eps)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_references_equal_ffconvm_and_fsmn_convs(causal):
+    ff = _randomize(FFConvM(6, 10, torch.nn.LayerNorm(6), 17, 0.0, causal))
+    h = torch.randn(2, 23, 10)
+    c = F.pad(h.transpose(1, 2), (16, 0)) if causal else h.transpose(1, 2)
+    want = h + ff.dwconv(c).transpose(1, 2)
+    pad = (16, 0) if causal else (8, 8)
+    got = kernels.reference_depthwise_conv1d(h, ff.dwconv.weight, None, 1, pad, channels_last=True, residual=True)
+    assert torch.allclose(got, want, rtol=0, atol=1e-6)
+
+    fsmn = _randomize(DilatedDenseFSMN(5, lorder=4, depth=2, causal=causal))
+    skip = torch.randn(2, 10, 30)  # layer 1: two input channels per output channel
+    conv = fsmn.convs[1]
+    pads = (12, 0) if causal else (6, 6)
+    want = conv(F.pad(skip, pads))
+    assert torch.equal(kernels.reference_depthwise_conv1d(skip, conv.weight, None, 2, pads), want)
+
+
+# ------------------------------------------------------------------------------------------
+# dispatch
+# ------------------------------------------------------------------------------------------
+def test_dispatch_takes_the_reference_on_cpu_and_when_told(monkeypatch):
+    x = torch.randn(2, 4, 9)
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    assert kernels.mode() == "auto" and not kernels.use_triton(x)
+    monkeypatch.setenv(kernels.ENV, "reference")
+    assert not kernels.use_triton(x)
+    with kernels.force("triton"):  # force() wins over the environment
+        if TRITON is not None and TRITON.INTERPRETED:
+            assert kernels.use_triton(x)
+        else:  # no interpreter: forcing Triton on a CPU tensor is an error, not a silent fallback
+            with pytest.raises(RuntimeError, match="triton"):
+                kernels.use_triton(x)
+        assert not kernels.use_triton(x.double())  # float64: always the reference
+    if torch.cuda.is_available():
+        assert not kernels.use_triton(x.cuda())
+    monkeypatch.setenv(kernels.ENV, "fast")
+    with pytest.raises(ValueError, match="AUDIOMASK_KERNELS"):
+        kernels.use_triton(x.cuda() if torch.cuda.is_available() else x)
+    monkeypatch.delenv(kernels.ENV)
+    # on the reference path the ops are exactly their references
+    w, b, s, g, beta = torch.randn(4, 1, 3), torch.randn(4), torch.rand(1), torch.randn(4), torch.randn(4)
+    args = (x, w, b, 2, (2, 2), s, g, beta, "gLN", 1e-8)
+    assert torch.equal(kernels.dwconv_prelu_norm(*args), kernels.reference_dwconv_prelu_norm(*args))
+
+
+@needs_triton
+def test_env_switch_forces_triton_under_the_interpreter(monkeypatch, counted):
+    if ON_GPU:
+        pytest.skip("CPU-only check")
+    assert TRITON.INTERPRETED, "the Triton kernels were not loaded under TRITON_INTERPRET=1"
+    monkeypatch.setenv(kernels.ENV, "triton")
+    x = torch.randn(1, 4, 9)
+    assert kernels.use_triton(x)
+    kernels.prelu_norm(x, torch.rand(1), torch.randn(4), torch.randn(4), "cLN", 1e-8)
+    assert counted["ConvPReLUNorm"] == 1
+
+
+def test_unknown_norm_is_refused():
+    with pytest.raises(ValueError, match="unknown norm"):
+        kernels.prelu_norm(torch.randn(1, 2, 3), torch.rand(1), torch.ones(2), torch.zeros(2), "BN", 1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# kernels vs references
+# ------------------------------------------------------------------------------------------
+DWCONV_CASES = [  # batch, channels, frames, kernel, dilation, causal, per-channel slope, conv bias
+    (1, 4, 37, 3, 1, True, False, True),
+    (2, 24, 101, 3, 4, False, False, True),
+    (3, 64, 37, 3, 8, True, False, True),
+    (2, 7, 50, 5, 2, False, True, True),
+    (1, 33, 64, 3, 2, True, False, False),
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("norm", kernels.NORMS)
+@pytest.mark.parametrize("case", DWCONV_CASES, ids=lambda c: "B{}C{}T{}P{}d{}{}{}{}".format(
+    *c[:5], "causal" if c[5] else "", "-perchan" if c[6] else "", "" if c[7] else "-nobias"))
+def test_dwconv_prelu_norm(norm, case, counted):
+    B, C, T, P, d, causal, per_channel, bias = case
+    torch.manual_seed(hash((norm, case)) % 1000)
+    context = (P - 1) * d
+    inputs = dict(x=torch.randn(B, C, T) * 2 + 0.3, dw_weight=torch.randn(C, 1, P),
+                  dw_bias=torch.randn(C) if bias else None, dilation=d,
+                  padding=(context, 0) if causal else (context // 2, context // 2),
+                  prelu_weight=torch.rand(C if per_channel else 1), norm_weight=torch.randn(C),
+                  norm_bias=torch.randn(C), norm=norm, eps=1e-8)
+    _compare(kernels.dwconv_prelu_norm, inputs)
+    assert counted["ConvPReLUNorm"] == 1
+
+
+@needs_triton
+@pytest.mark.parametrize("norm", kernels.NORMS)
+@pytest.mark.parametrize("B,C,T,per_channel", [(2, 16, 37, False), (1, 40, 101, True)])
+def test_prelu_norm(norm, B, C, T, per_channel, counted):
+    torch.manual_seed(C + T)
+    inputs = dict(x=torch.randn(B, C, T) * 3 - 0.5, prelu_weight=torch.rand(C if per_channel else 1),
+                  norm_weight=torch.randn(C), norm_bias=torch.randn(C), norm=norm, eps=1e-8)
+    _compare(kernels.prelu_norm, inputs)
+    assert counted["ConvPReLUNorm"] == 1
+
+
+@needs_triton
+@pytest.mark.parametrize("norm", kernels.NORMS)
+def test_channel_splits_and_frame_chunks(norm, monkeypatch):
+    """Several channel splits (the last one partial) and several chunks of the per-example
+    pass (the cumulative sums carried across chunks, forward and reverse)."""
+    monkeypatch.setattr(TRITON, "CHANNELS_PER_SPLIT", 16)
+    monkeypatch.setattr(TRITON, "FIN_BLOCK_T", 16)
+    torch.manual_seed(3)
+    C = 40
+    inputs = dict(x=torch.randn(2, C, 70) + 1.0, dw_weight=torch.randn(C, 1, 3), dw_bias=torch.randn(C),
+                  dilation=2, padding=(4, 0), prelu_weight=torch.rand(1), norm_weight=torch.randn(C),
+                  norm_bias=torch.randn(C), norm=norm, eps=1e-8)
+    _compare(kernels.dwconv_prelu_norm, inputs)
+
+
+CONV_CASES = [  # channels, groups, frames, kernel, dilation, padding, channels_last, residual, bias
+    (10, 1, 23, 17, 1, (8, 8), True, True, False),      # FFConvM, non-causal
+    (10, 1, 23, 17, 1, (16, 0), True, True, False),     # FFConvM, causal
+    (6, 1, 37, 7, 1, (3, 3), False, False, False),      # FSMN layer 0
+    (6, 2, 37, 7, 2, (12, 0), False, False, False),     # FSMN layer 1, causal
+    (5, 3, 101, 5, 4, (8, 8), False, False, True),
+    (3, 1, 300, 3, 1, (1, 1), False, False, True),      # several frame tiles / weight splits
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "C{}G{}T{}P{}d{}".format(*c[:5]) + (
+    "-last" if c[6] else "") + ("-res" if c[7] else "") + ("-bias" if c[8] else ""))
+def test_depthwise_conv1d(case, counted):
+    C, G, T, P, d, padding, channels_last, residual, bias = case
+    torch.manual_seed(C * T + d)
+    x = torch.randn(2, T, C * G) if channels_last else torch.randn(2, C * G, T)
+    inputs = dict(x=x, weight=torch.randn(C, G, P), bias=torch.randn(C) if bias else None,
+                  dilation=d, padding=padding, channels_last=channels_last, residual=residual)
+    _compare(kernels.depthwise_conv1d, inputs)
+    assert counted["DepthwiseConv1d"] == 1
+
+
+@needs_triton
+def test_depthwise_conv1d_reads_strided_views():
+    """FSMN hands a transposed ``[B, T, C]`` projection as ``[B, C, T]``: read in place."""
+    torch.manual_seed(5)
+    base = torch.randn(2, 29, 6, device=DEVICE)
+    x, w = base.transpose(1, 2), torch.randn(6, 1, 7, device=DEVICE)
+    assert not x.is_contiguous()
+    with triton_path():
+        got = kernels.depthwise_conv1d(x, w, None, 2, (6, 6))
+    _close(got, kernels.reference_depthwise_conv1d(x, w, None, 2, (6, 6)), what="strided")
+
+
+# ------------------------------------------------------------------------------------------
+# models: the Triton path equals the reference path
+# ------------------------------------------------------------------------------------------
+@pytest.fixture
+def module_path(monkeypatch):
+    """Switch off the masker-level CPU paths (C kernels, :mod:`audiomask.native`), which take
+    CPU tensors before the blocks' dispatch could; CUDA tensors never take them."""
+    from audiomask import native
+
+    monkeypatch.setattr(native, "ENABLED", False)
+
+
+def _model_paths_agree(model: torch.nn.Module, mix: torch.Tensor) -> None:
+    model = model.to(DEVICE).eval()  # eval: no dropout, so both paths see the same network
+    results = []
+    for path in (kernels.force("reference"), triton_path()):
+        with path:
+            out = model(mix.to(DEVICE))
+            (out * torch.linspace(-1, 1, out.shape[-1], device=DEVICE)).sum().backward()
+        results.append((out.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+        model.zero_grad(set_to_none=True)
+    (ref, g_ref), (tri, g_tri) = results
+    _close(tri, ref, rel=2e-4, what="model output")
+    assert g_tri.keys() == g_ref.keys()  # e.g. the last block's unused residual conv: none in both
+    for name, g in g_ref.items():
+        _close(g_tri[name], g, rel=5e-4, what=name)
+
+
+@needs_triton
+@pytest.mark.parametrize("preset,norm", [("tiny", "gLN"), ("tiny", "cLN"), ("tiny", "chanLN")])
+def test_convtasnet_triton_path_equals_reference(preset, norm, counted, module_path):
+    torch.manual_seed(0)
+    model = audiomask.build("convtasnet", preset, norm=norm, causal=norm != "gLN")
+    _model_paths_agree(model, torch.randn(2, 803) * 0.1)
+    assert counted["ConvPReLUNorm"] == 2 * len(model.masker.blocks)
+
+
+@needs_triton
+@pytest.mark.parametrize("causal", [False, True])
+def test_mossformer2_triton_path_equals_reference(causal, counted, module_path):
+    torch.manual_seed(1)
+    model = audiomask.build("mossformer2", "small-causal" if causal else "small", n_filters=16, d_model=16,
+                            n_layers=1, qk_dim=8, rotary_dim=8, group_size=16, fsmn_channels=8, fsmn_lorder=4)
+    _model_paths_agree(model, torch.randn(1, 400) * 0.1)
+    # 3 FFConvM in the attention unit, 2 in the gated FSMN, 2 dense memory layers
+    assert counted["DepthwiseConv1d"] == 7
+
+
+# ------------------------------------------------------------------------------------------
+# the kernels compile for the GPU (CI has none: the interpreter does not compile them)
+# ------------------------------------------------------------------------------------------
+@needs_triton
+@pytest.mark.slow
+def test_kernels_compile_for_sm90():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-m", "audiomask.kernels.compile_check", "--quick", "--arch", "90"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    if run.returncode and "ptxas" in run.stderr and "not found" in run.stderr.lower():
+        pytest.skip("ptxas not available")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "compiled for sm_90" in run.stdout
