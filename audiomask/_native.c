@@ -12,7 +12,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(_WIN32)
 #define AM_EXPORT __declspec(dllexport)
@@ -69,6 +72,295 @@ AM_EXPORT void am_dwconv_f32(const float *y, int64_t y_bstride, const float *tap
             }
         }
     }
+}
+
+/* am_stream_mid_f32: the middle of a causal (cLN) TCN block for the next F frames of a stream,
+ * in one call: for each batch element b,
+ *   n = cLN(prelu(h, a1)) with running sums state1[b]   → appended to the history buffer,
+ *   v = bias + Σ_k taps[k] · history[f + k·d]          (the last (P−1)·d frames, then the new),
+ *   z = cLN(prelu(v, a2)) with running sums state2[b].
+ * h, z [B, F, H] contiguous; buffer [B, cap, H] contiguous holds the history, whose last
+ * `context` = (P−1)·d frames end at `end`; when the new frames do not fit they move to the
+ * front first. Returns the new end, or −1 when context + F > cap (the caller grows it). */
+AM_EXPORT int64_t am_stream_mid_f32(const float *h, int64_t B, int64_t F, int64_t H, float a1,
+                                    double *state1, const float *w1, const float *b1,
+                                    float *buffer, int64_t cap, int64_t end, int64_t context,
+                                    const float *taps, const float *bias, int64_t P, int64_t d,
+                                    float a2, double *state2, const float *w2, const float *b2,
+                                    double eps, float *z) {
+    if (context + F > cap) return -1;
+    int64_t start = end;
+    if (end + F > cap) start = context;
+    for (int64_t b = 0; b < B; ++b) {
+        float *buf = buffer + b * cap * H;
+        if (start != end && context > 0) memmove(buf, buf + (end - context) * H, (size_t)(context * H) * sizeof(float));
+        am_cln_step_f32(h + b * F * H, state1 + 3 * b, w1, b1, buf + start * H, 1, F, H, eps, 1, a1);
+        am_dwconv_f32(buf + (start - context) * H, 0, taps, bias, z + b * F * H, 1, F, H, P, d);
+        am_cln_step_f32(z + b * F * H, state2 + 3 * b, w2, b2, z + b * F * H, 1, F, H, eps, 1, a2);
+    }
+    return start + F;
+}
+
+/* ---- the gLN TCN block on whole signals, frames-major rows [T, H] ---------------------------
+ * Offline inference and training (one example at a time). Every pass streams [T, H]
+ * activations through memory once, split over `threads` POSIX threads by frame ranges, each
+ * thread with its own zeroed double accumulators, summed at the end. The loops are compiled
+ * for AVX-512, AVX2 and baseline x86-64 (picked at load time).
+ *
+ * The block, all [T, H] (r = 1/sqrt(var + eps)):
+ *   u = prelu(h, a1); n = γ1 (u − μ1) r1 + β1 = u·scale + shift;
+ *   v = b + Σ_k w_k n[t + k·d − pad]  (n = 0 outside [0, T)); g = prelu(v, a2);
+ *   m = γ2 (g − μ2) r2 + β2.
+ * Forward: am_prelu_stats_f32 (μ1, r1 from Σ u, Σ u²), am_norm_dwconv_prelu_f32 (g, Σ g, Σ g²).
+ * Backward, given dm = ∂L/∂m:
+ *   1. am_gln_bwd_sums_f32:   Σ_t dm and Σ_t dm·m̂ per channel (m̂ = (g − μ2) r2) → dβ2, dγ2
+ *   2. am_dwconv_bwd_f32:     dv = prelu'(v) · r2 (γ2 dm − cA − m̂ cB); Σ_t dv (conv bias),
+ *                             Σ_t dv[t] n[t + k·d − pad] (taps), Σ dp·v over v ≤ 0 (slope a2)
+ *   3. am_dwconv_bwd_input_f32: dn[s] = Σ_k w_k dv[s − k·d + pad]; Σ_t dn and Σ_t dn·n̂ → dβ1, dγ1
+ *   4. am_gln_prelu_bwd_f32:  dh = prelu'(h) · r1 (γ1 dn − cA1 − n̂ cB1); Σ_t dh (1×1 bias),
+ *                             Σ du·h over h ≤ 0 (slope a1)
+ * with cA = Σ_c γ_c dβ_c / (T·H), cB = Σ_c γ_c dγ_c / (T·H) (the gLN backward's two means). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define AM_CLONES
+#endif
+#define AM_FLUSH 64
+#define AM_MAX_THREADS 64
+
+typedef struct {
+    const float *x;   /* the [T, H] input of a pass (dm, dv or dn in the backward ones) */
+    int64_t ld;       /* its row stride */
+    const float *v, *h, *gamma, *scale, *shift, *taps, *bias;
+    float *out, *pre;
+    int64_t T, H, P, d, pad, t0, t1;
+    float a1, a2, mu, r, cA, cB;
+    double *acc;      /* this thread's accumulators */
+} am_job;
+
+static inline float am_prelu(float v, float a) { return v > 0.0f ? v : v * a; }
+
+/* Σ u and Σ u² of one row into float accumulators, moved to acc[0], acc[1] every AM_FLUSH rows
+ * (float sums vectorise; double keeps long signals exact enough). */
+static inline void am_row_moments(const float *u, int64_t H, float *as, float *aq, int64_t row,
+                                  int last, double *acc) {
+    for (int64_t c = 0; c < H; ++c) { as[c] += u[c]; aq[c] += u[c] * u[c]; }
+    if (row % AM_FLUSH == AM_FLUSH - 1 || last) {
+        for (int64_t c = 0; c < H; ++c) { acc[0] += as[c]; acc[1] += aq[c]; as[c] = 0.0f; aq[c] = 0.0f; }
+    }
+}
+
+AM_CLONES static void am_stats_rows(am_job *j) {
+    const int64_t H = j->H;
+    float *buf = calloc(3 * (size_t)H, sizeof(float));
+    if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
+    for (int64_t t = j->t0; t < j->t1; ++t) {
+        const float *row = j->x + t * j->ld;
+        for (int64_t c = 0; c < H; ++c) buf[2 * H + c] = am_prelu(row[c], j->a1);
+        am_row_moments(buf + 2 * H, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
+    }
+    free(buf);
+}
+
+AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
+    const int64_t H = j->H;
+    float *buf = calloc(2 * (size_t)H, sizeof(float));
+    if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
+    for (int64_t t = j->t0; t < j->t1; ++t) {
+        float *o = j->out + t * H;
+        for (int64_t c = 0; c < H; ++c) o[c] = j->bias[c];
+        for (int64_t k = 0; k < j->P; ++k) {
+            int64_t src = t + k * j->d - j->pad;
+            if (src < 0 || src >= j->T) continue;
+            const float *row = j->x + src * j->ld, *w = j->taps + k * H;
+            for (int64_t c = 0; c < H; ++c)
+                o[c] += w[c] * (am_prelu(row[c], j->a1) * j->scale[c] + j->shift[c]);
+        }
+        if (j->pre) memcpy(j->pre + t * H, o, (size_t)H * sizeof(float));
+        for (int64_t c = 0; c < H; ++c) o[c] = am_prelu(o[c], j->a2);
+        am_row_moments(o, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
+    }
+    free(buf);
+}
+
+AM_CLONES static void am_gln_bwd_sums_rows(am_job *j) {
+    const int64_t H = j->H;
+    double *sd = j->acc, *sm = j->acc + H;
+    for (int64_t t = j->t0; t < j->t1; ++t) {
+        const float *dm = j->x + t * H, *v = j->v + t * H;
+        for (int64_t c = 0; c < H; ++c) {
+            float mh = (am_prelu(v[c], j->a2) - j->mu) * j->r;
+            sd[c] += dm[c];
+            sm[c] += (double)(dm[c] * mh);
+        }
+    }
+}
+
+AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
+    const int64_t H = j->H, P = j->P;
+    double *dtaps = j->acc, *dbias = j->acc + P * H, *dslope = j->acc + (P + 1) * H;
+    for (int64_t t = j->t0; t < j->t1; ++t) {
+        const float *dm = j->x + t * H, *v = j->v + t * H;
+        float *o = j->out + t * H;
+        for (int64_t c = 0; c < H; ++c) {
+            float vc = v[c], g = am_prelu(vc, j->a2);
+            float dp = j->r * (j->gamma[c] * dm[c] - j->cA - (g - j->mu) * j->r * j->cB);
+            dslope[c] += vc > 0.0f ? 0.0f : dp * vc;
+            o[c] = vc > 0.0f ? dp : dp * j->a2;
+            dbias[c] += o[c];
+        }
+        for (int64_t k = 0; k < P; ++k) {
+            int64_t src = t + k * j->d - j->pad;
+            if (src < 0 || src >= j->T) continue;
+            const float *row = j->h + src * H;
+            double *dt = dtaps + k * H;
+            for (int64_t c = 0; c < H; ++c)
+                dt[c] += (double)(o[c] * (am_prelu(row[c], j->a1) * j->scale[c] + j->shift[c]));
+        }
+    }
+}
+
+AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
+    const int64_t H = j->H;
+    double *sd = j->acc, *sn = j->acc + H;
+    for (int64_t s = j->t0; s < j->t1; ++s) {
+        float *o = j->out + s * H;
+        for (int64_t c = 0; c < H; ++c) o[c] = 0.0f;
+        for (int64_t k = 0; k < j->P; ++k) {
+            int64_t t = s - k * j->d + j->pad;
+            if (t < 0 || t >= j->T) continue;
+            const float *dv = j->x + t * H, *w = j->taps + k * H;
+            for (int64_t c = 0; c < H; ++c) o[c] += w[c] * dv[c];
+        }
+        const float *h = j->h + s * H;
+        for (int64_t c = 0; c < H; ++c) {
+            sd[c] += o[c];
+            sn[c] += (double)(o[c] * (am_prelu(h[c], j->a1) - j->mu) * j->r);
+        }
+    }
+}
+
+AM_CLONES static void am_gln_prelu_bwd_rows(am_job *j) {
+    const int64_t H = j->H;
+    double *dbias = j->acc, *dslope = j->acc + H;
+    for (int64_t t = j->t0; t < j->t1; ++t) {
+        const float *dn = j->x + t * H, *h = j->h + t * H;
+        float *o = j->out + t * H;
+        for (int64_t c = 0; c < H; ++c) {
+            float hc = h[c];
+            float du = j->r * (j->gamma[c] * dn[c] - j->cA - (am_prelu(hc, j->a1) - j->mu) * j->r * j->cB);
+            dslope[c] += hc > 0.0f ? 0.0f : du * hc;
+            o[c] = hc > 0.0f ? du : du * j->a1;
+            dbias[c] += o[c];
+        }
+    }
+}
+
+typedef void (*am_pass)(am_job *);
+typedef struct { am_pass fn; am_job *job; } am_task;
+static void *am_run_task(void *p) { am_task *k = (am_task *)p; k->fn(k->job); return NULL; }
+
+/* Run `fn` over frame ranges on `threads` threads; each gets `nacc` zeroed doubles, summed
+ * into acc_out. Returns -1 when memory for the accumulators cannot be had. */
+static int am_parallel(am_pass fn, const am_job *base, int32_t threads, int64_t nacc, double *acc_out) {
+    am_job jobs[AM_MAX_THREADS];
+    am_task tasks[AM_MAX_THREADS];
+    pthread_t ids[AM_MAX_THREADS];
+    int started[AM_MAX_THREADS] = {0};
+    if (threads < 1) threads = 1;
+    if (threads > AM_MAX_THREADS) threads = AM_MAX_THREADS;
+    if (threads > base->T) threads = base->T > 0 ? (int32_t)base->T : 1;
+    double *acc = calloc((size_t)threads * (size_t)nacc, sizeof(double));
+    if (!acc) return -1;
+    for (int32_t i = 0; i < threads; ++i) {
+        jobs[i] = *base;
+        jobs[i].t0 = base->T * i / threads;
+        jobs[i].t1 = base->T * (i + 1) / threads;
+        jobs[i].acc = acc + (size_t)i * (size_t)nacc;
+        tasks[i].fn = fn;
+        tasks[i].job = &jobs[i];
+    }
+    for (int32_t i = 1; i < threads; ++i) started[i] = pthread_create(&ids[i], NULL, am_run_task, &tasks[i]) == 0;
+    fn(&jobs[0]);
+    for (int32_t i = 1; i < threads; ++i) {
+        if (started[i]) pthread_join(ids[i], NULL);
+        else fn(&jobs[i]);  /* no thread: run it here */
+    }
+    for (int64_t k = 0; k < nacc; ++k) {
+        double total = 0.0;
+        for (int32_t i = 0; i < threads; ++i) total += acc[(size_t)i * (size_t)nacc + k];
+        acc_out[k] = total;
+    }
+    free(acc);
+    return 0;
+}
+
+/* out2 = (Σ prelu(x, slope), Σ prelu(x, slope)²) over rows x [T, H] (row stride ld). */
+AM_EXPORT int am_prelu_stats_f32(const float *x, int64_t ld, int64_t T, int64_t H, float slope,
+                                 int32_t threads, double *out2) {
+    am_job j;
+    memset(&j, 0, sizeof j);
+    j.x = x; j.ld = ld; j.T = T; j.H = H; j.a1 = slope;
+    return am_parallel(am_stats_rows, &j, threads, 2, out2);
+}
+
+/* out [T, H] = prelu(bias + Σ_k taps[k] · n[t + k·d − pad], out_slope) with
+ * n = prelu(x, slope) · scale + shift inside [0, T), 0 outside (x [T, H], row stride ld);
+ * out2 = (Σ out, Σ out²); `pre` (may be NULL) receives the conv output before the PReLU. */
+AM_EXPORT int am_norm_dwconv_prelu_f32(const float *x, int64_t ld, int64_t T, int64_t H, float slope,
+                                       const float *scale, const float *shift, const float *taps,
+                                       const float *bias, int64_t P, int64_t d, int64_t pad,
+                                       float out_slope, float *out, float *pre, int32_t threads,
+                                       double *out2) {
+    am_job j;
+    memset(&j, 0, sizeof j);
+    j.x = x; j.ld = ld; j.T = T; j.H = H; j.a1 = slope; j.scale = scale; j.shift = shift;
+    j.taps = taps; j.bias = bias; j.P = P; j.d = d; j.pad = pad; j.a2 = out_slope; j.out = out; j.pre = pre;
+    return am_parallel(am_norm_dwconv_rows, &j, threads, 2, out2);
+}
+
+/* acc [2, H]: Σ_t dm, Σ_t dm·m̂ with m̂ = (prelu(v, a2) − mu) r. */
+AM_EXPORT int am_gln_bwd_sums_f32(const float *dm, const float *v, int64_t T, int64_t H, float a2,
+                                  float mu, float r, int32_t threads, double *acc) {
+    am_job j;
+    memset(&j, 0, sizeof j);
+    j.x = dm; j.v = v; j.T = T; j.H = H; j.a2 = a2; j.mu = mu; j.r = r;
+    return am_parallel(am_gln_bwd_sums_rows, &j, threads, 2 * H, acc);
+}
+
+/* dv [T, H]; acc [P + 2, H]: taps gradient [P, H], conv bias gradient [H], slope-a2 terms [H]. */
+AM_EXPORT int am_dwconv_bwd_f32(const float *dm, const float *v, const float *h, int64_t T, int64_t H,
+                                float a1, const float *scale, const float *shift, const float *taps,
+                                int64_t P, int64_t d, int64_t pad, float a2, const float *gamma, float mu,
+                                float r, float cA, float cB, float *dv, int32_t threads, double *acc) {
+    am_job j;
+    memset(&j, 0, sizeof j);
+    j.x = dm; j.v = v; j.h = h; j.T = T; j.H = H; j.a1 = a1; j.scale = scale; j.shift = shift;
+    j.taps = taps; j.P = P; j.d = d; j.pad = pad; j.a2 = a2; j.gamma = gamma; j.mu = mu; j.r = r;
+    j.cA = cA; j.cB = cB; j.out = dv;
+    return am_parallel(am_dwconv_bwd_rows, &j, threads, (P + 2) * H, acc);
+}
+
+/* dn [T, H] from dv; acc [2, H]: Σ_t dn, Σ_t dn·n̂ with n̂ = (prelu(h, a1) − mu) r. */
+AM_EXPORT int am_dwconv_bwd_input_f32(const float *dv, const float *h, int64_t T, int64_t H, float a1,
+                                      float mu, float r, const float *taps, int64_t P, int64_t d,
+                                      int64_t pad, float *dn, int32_t threads, double *acc) {
+    am_job j;
+    memset(&j, 0, sizeof j);
+    j.x = dv; j.h = h; j.T = T; j.H = H; j.a1 = a1; j.mu = mu; j.r = r; j.taps = taps;
+    j.P = P; j.d = d; j.pad = pad; j.out = dn;
+    return am_parallel(am_dwconv_bwd_input_rows, &j, threads, 2 * H, acc);
+}
+
+/* dh [T, H] (may be dn itself); acc [2, H]: Σ_t dh, slope-a1 terms. */
+AM_EXPORT int am_gln_prelu_bwd_f32(const float *dn, const float *h, int64_t T, int64_t H, float a1,
+                                   const float *gamma, float mu, float r, float cA, float cB, float *dh,
+                                   int32_t threads, double *acc) {
+    am_job j;
+    memset(&j, 0, sizeof j);
+    j.x = dn; j.h = h; j.T = T; j.H = H; j.a1 = a1; j.gamma = gamma; j.mu = mu; j.r = r;
+    j.cA = cA; j.cB = cB; j.out = dh;
+    return am_parallel(am_gln_prelu_bwd_rows, &j, threads, 2 * H, acc);
 }
 
 static struct PyModuleDef native_module = {PyModuleDef_HEAD_INIT, "_native",

@@ -98,6 +98,14 @@ class ConvEncoder(nn.Module):
         rep = self.conv(padded.unsqueeze(1))
         return F.relu(rep) if self.activation == "relu" else rep
 
+    def frames_major(self, wav: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` of one waveform ``[T]`` as frames-major ``[frames, N]``: one matmul of
+        the framed samples ``[frames, L]`` with the basis ``[N, L]``."""
+        left, right = self.framing.pads(wav.shape[-1])
+        rep = F.linear(F.pad(wav, (left, right)).unfold(-1, self.kernel_size, self.stride),
+                       self.conv.weight[:, 0])
+        return F.relu(rep) if self.activation == "relu" else rep
+
     # -- streaming -----------------------------------------------------------------------
     def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """Samples not yet framed ``[B, pending]``; starts as the offline left padding."""
@@ -134,10 +142,28 @@ class ConvDecoder(nn.Module):
     def forward(self, rep: torch.Tensor, length: int) -> torch.Tensor:
         lead = rep.shape[:-2]
         wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).squeeze(1)
+        return self._crop(wav, length).reshape(*lead, length)
+
+    def decode_frames(self, frames: torch.Tensor, length: int) -> torch.Tensor:
+        """:meth:`forward` for synthesis frames already multiplied by the basis: ``frames
+        [..., F, L]`` (``rep`` frames-major ``@ weight[:, 0]``) → ``[..., length]``."""
+        return self._crop(self._overlap_add(frames), length)
+
+    def _crop(self, wav: torch.Tensor, length: int) -> torch.Tensor:
+        """Undo the encoder's padding: ``length`` samples of the overlap-added ``wav``."""
         left = self.framing.pads(length)[0]
         wav = wav[..., left : left + length]
-        if wav.shape[-1] < length:  # "valid" framing drops the incomplete last frame
-            wav = F.pad(wav, (0, length - wav.shape[-1]))
+        # "valid" framing drops the incomplete last frame: zeros there (padding unconditionally,
+        # by 0 when nothing is missing, keeps traced and exported graphs right for every length)
+        wav = F.pad(wav, (0, length - wav.shape[-1]))
+        return wav
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[..., F, L]`` → ``[..., (F - 1)·S + L]``: frame ``f`` added at sample ``f·S``."""
+        lead, n_frames = frames.shape[:-2], frames.shape[-2]
+        length = (n_frames - 1) * self.stride + self.kernel_size
+        wav = F.fold(frames.reshape(-1, n_frames, self.kernel_size).transpose(1, 2), (1, length),
+                     (1, self.kernel_size), stride=(1, self.stride))
         return wav.reshape(*lead, length)
 
     # -- streaming -----------------------------------------------------------------------
@@ -152,11 +178,8 @@ class ConvDecoder(nn.Module):
         n_frames = rep.shape[-1]
         if n_frames == 0:
             return tail[..., :0], tail
-        lead, length = rep.shape[:-2], (n_frames - 1) * self.stride + self.kernel_size
         # a few frames: one matmul [.., F, N] @ [N, L] and an overlap-add (fold) of the frames
-        frames = torch.matmul(rep.reshape(-1, *rep.shape[-2:]).transpose(1, 2), self.conv.weight[:, 0])
-        wav = F.fold(frames.transpose(1, 2), (1, length), (1, self.kernel_size), stride=(1, self.stride))
-        wav = wav.reshape(*lead, length)
+        wav = self._overlap_add(torch.matmul(rep.transpose(-1, -2), self.conv.weight[:, 0]))
         wav = torch.cat([wav[..., : tail.shape[-1]] + tail, wav[..., tail.shape[-1] :]], dim=-1)
         done = n_frames * self.stride
         return wav[..., :done], wav[..., done:]

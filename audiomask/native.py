@@ -29,6 +29,30 @@ if os.environ.get("AUDIOMASK_NO_NATIVE") != "1":
             _dw.argtypes = ([ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3
                             + [ctypes.c_int64] * 5)
             _dw.restype = None
+            _stats = _LIB.am_prelu_stats_f32
+            _stats.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int32,
+                                                                          ctypes.c_void_p])
+            _stats.restype = ctypes.c_int
+            _ndw = _LIB.am_norm_dwconv_prelu_f32
+            _ndw.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_float]
+                             + [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
+                             + [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p])
+            _ndw.restype = ctypes.c_int
+            _P, _I, _F, _T = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int32
+            _bsums = _LIB.am_gln_bwd_sums_f32
+            _bsums.argtypes = [_P, _P, _I, _I, _F, _F, _F, _T, _P]
+            _bdw = _LIB.am_dwconv_bwd_f32
+            _bdw.argtypes = [_P, _P, _P, _I, _I, _F, _P, _P, _P, _I, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
+            _bdwin = _LIB.am_dwconv_bwd_input_f32
+            _bdwin.argtypes = [_P, _P, _I, _I, _F, _F, _F, _P, _I, _I, _I, _P, _T, _P]
+            _bgln = _LIB.am_gln_prelu_bwd_f32
+            _bgln.argtypes = [_P, _P, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
+            for _f in (_bsums, _bdw, _bdwin, _bgln):
+                _f.restype = ctypes.c_int
+            _smid = _LIB.am_stream_mid_f32
+            _smid.argtypes = [_P, _I, _I, _I, _F, _P, _P, _P, _P, _I, _I, _I, _P, _P, _I, _I, _F, _P, _P, _P,
+                              ctypes.c_double, _P]
+            _smid.restype = ctypes.c_int64
         except (OSError, AttributeError):
             _LIB = None
 
@@ -74,3 +98,111 @@ def dwconv(y: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, dilation: in
     _dw(y.data_ptr(), y.stride(0), taps.data_ptr(), bias.data_ptr(), out.data_ptr(),
         batch, frames, hidden, n_taps, dilation)
     return out
+
+
+# -- offline inference of a non-causal (gLN) TCN: frames-major rows [T, H] ------------------
+def can_rows(x: torch.Tensor) -> bool:
+    """Whether the row kernels below apply to ``x [T, H]``: kernels built and enabled, float32
+    on the CPU, unit channel stride, no gradient needed."""
+    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
+            and x.stride(1) == 1 and not (torch.is_grad_enabled() and x.requires_grad))
+
+
+def prelu_stats(x: torch.Tensor, slope: float = 1.0) -> tuple[float, float]:
+    """``(Σ prelu(x), Σ prelu(x)²)`` over all of ``x [T, H]`` (rows may be strided; float64
+    sums), on ``torch.get_num_threads()`` threads. ``slope`` 1 = no PReLU."""
+    sums = (ctypes.c_double * 2)()
+    _checked(_stats(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], float(slope),
+                    torch.get_num_threads(), sums))
+    return sums[0], sums[1]
+
+
+def norm_dwconv_prelu(x: torch.Tensor, slope: float, scale: torch.Tensor, shift: torch.Tensor,
+                      taps: torch.Tensor, bias: torch.Tensor, dilation: int, pad: int,
+                      out_slope: float, out: torch.Tensor,
+                      pre: torch.Tensor | None = None) -> tuple[float, float]:
+    """The middle of a TCN block over whole rows ``x [T, H]`` in one pass::
+
+        n = prelu(x, slope) * scale + shift            (the first norm, as a per-channel affine)
+        out[t] = prelu(bias + Σ_k taps[k] * n[t + k·dilation − pad], out_slope)
+
+    with ``n`` zero outside ``[0, T)``. ``scale``/``shift``/``bias`` ``[H]`` and ``taps [P, H]``
+    contiguous float32; ``out [T, H]`` contiguous. Returns ``(Σ out, Σ out²)`` (float64) for the
+    next norm."""
+    sums = (ctypes.c_double * 2)()
+    _checked(_ndw(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], float(slope), scale.data_ptr(),
+         shift.data_ptr(), taps.data_ptr(), bias.data_ptr(), taps.shape[0], dilation, pad,
+         float(out_slope), out.data_ptr(), None if pre is None else pre.data_ptr(),
+         torch.get_num_threads(), sums))
+    return sums[0], sums[1]
+
+
+# -- backward of the middle of a gLN TCN block (see _native.c; one example, rows [T, H]) -----
+def _checked(status: int) -> None:
+    if status != 0:
+        raise MemoryError("audiomask._native: could not allocate the kernel's accumulators")
+
+
+def gln_bwd_sums(dm: torch.Tensor, v: torch.Tensor, a2: float, mu: float, r: float) -> torch.Tensor:
+    """``[2, H]`` float64: ``Σ_t dm`` and ``Σ_t dm · m̂`` with ``m̂ = (prelu(v, a2) − mu) · r``."""
+    acc = torch.empty(2, dm.shape[1], dtype=torch.float64)
+    _checked(_bsums(dm.data_ptr(), v.data_ptr(), dm.shape[0], dm.shape[1], a2, mu, r,
+                    torch.get_num_threads(), acc.data_ptr()))
+    return acc
+
+
+def dwconv_bwd(dm: torch.Tensor, v: torch.Tensor, h: torch.Tensor, a1: float, scale: torch.Tensor,
+               shift: torch.Tensor, taps: torch.Tensor, dilation: int, pad: int, a2: float,
+               gamma: torch.Tensor, mu: float, r: float, c_a: float, c_b: float,
+               dv: torch.Tensor) -> torch.Tensor:
+    """Writes ``dv``; returns ``[P + 2, H]`` float64: taps gradient, conv-bias gradient, and the
+    per-channel terms of the second PReLU's slope gradient."""
+    frames, hidden = dm.shape
+    acc = torch.empty(taps.shape[0] + 2, hidden, dtype=torch.float64)
+    _checked(_bdw(dm.data_ptr(), v.data_ptr(), h.data_ptr(), frames, hidden, a1, scale.data_ptr(),
+                  shift.data_ptr(), taps.data_ptr(), taps.shape[0], dilation, pad, a2, gamma.data_ptr(),
+                  mu, r, c_a, c_b, dv.data_ptr(), torch.get_num_threads(), acc.data_ptr()))
+    return acc
+
+
+def dwconv_bwd_input(dv: torch.Tensor, h: torch.Tensor, a1: float, mu: float, r: float,
+                     taps: torch.Tensor, dilation: int, pad: int, dn: torch.Tensor) -> torch.Tensor:
+    """Writes ``dn`` (the transposed depthwise conv of ``dv``); returns ``[2, H]`` float64:
+    ``Σ_t dn`` and ``Σ_t dn · n̂`` with ``n̂ = (prelu(h, a1) − mu) · r``."""
+    acc = torch.empty(2, dv.shape[1], dtype=torch.float64)
+    _checked(_bdwin(dv.data_ptr(), h.data_ptr(), dv.shape[0], dv.shape[1], a1, mu, r, taps.data_ptr(),
+                    taps.shape[0], dilation, pad, dn.data_ptr(), torch.get_num_threads(), acc.data_ptr()))
+    return acc
+
+
+def gln_prelu_bwd(dn: torch.Tensor, h: torch.Tensor, a1: float, gamma: torch.Tensor, mu: float, r: float,
+                  c_a: float, c_b: float, dh: torch.Tensor) -> torch.Tensor:
+    """Writes ``dh`` (may be ``dn``); returns ``[2, H]`` float64: ``Σ_t dh`` and the per-channel
+    terms of the first PReLU's slope gradient."""
+    acc = torch.empty(2, dn.shape[1], dtype=torch.float64)
+    _checked(_bgln(dn.data_ptr(), h.data_ptr(), dn.shape[0], dn.shape[1], a1, gamma.data_ptr(), mu, r,
+                   c_a, c_b, dh.data_ptr(), torch.get_num_threads(), acc.data_ptr()))
+    return acc
+
+
+# -- streaming: the middle of a causal (cLN) TCN block in one call ---------------------------
+def stream_mid(h: torch.Tensor, a1: float, state1: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+               buffer: torch.Tensor, end: int, context: int, taps: torch.Tensor, bias: torch.Tensor,
+               dilation: int, a2: float, state2: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+               eps: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``z = cLN(prelu(dwconv(history ++ cLN(prelu(h, a1))), a2))`` for the next frames
+    ``h [B, F, H]`` (contiguous float32): the two cumulative norms update ``state1``/``state2``
+    ``[B, 3]`` (float64) in place, the normalised frames are appended to the depthwise conv's
+    history ``buffer [B, cap, H]`` (a :func:`~audiomask.nn.history.history_buffer`, grown here
+    when a block does not fit). Returns ``(z, buffer, end)``."""
+    batch, frames, hidden = h.shape
+    if context + frames > buffer.shape[1]:  # a block longer than the spare room
+        grown = buffer.new_zeros(batch, context + 2 * frames, hidden)
+        grown[:, :context] = buffer[:, end - context : end]
+        buffer, end = grown, context
+    z = torch.empty_like(h)
+    end = _smid(h.data_ptr(), batch, frames, hidden, a1, state1.data_ptr(), w1.data_ptr(), b1.data_ptr(),
+                buffer.data_ptr(), buffer.shape[1], end, context, taps.data_ptr(), bias.data_ptr(),
+                taps.shape[0], dilation, a2, state2.data_ptr(), w2.data_ptr(), b2.data_ptr(), float(eps),
+                z.data_ptr())
+    return z, buffer, end

@@ -103,4 +103,5 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     io_growth = 240 * 8000 * 4 * 3 / 2**20  # input + two outputs, float32: 22 MB
     full_growth = peak_mb(120, "full") - peak_mb(60, "full")  # 60 s more through the full pass
     assert chunked_growth < io_growth + 60, chunked_growth
-    assert full_growth > 4 * (chunked_growth + 1), (full_growth, chunked_growth)
+    # per second of audio, the full pass grows much faster (activations, not only the arrays)
+    assert full_growth / 60 > 4 * (chunked_growth + 1) / 240, (full_growth, chunked_growth)

@@ -95,7 +95,7 @@ class EncoderMaskerDecoder(nn.Module):
         return self.decoder(masked, length)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        wav, unbatched = _as_batch(mix)
+        wav, unbatched = as_batch(mix)
         rep = self.encode(wav)
         est = self.decode(self.apply_masks(rep, self.estimate_masks(rep)), wav.shape[-1])
         return est[0] if unbatched else est
@@ -119,7 +119,7 @@ class EncoderMaskerDecoder(nn.Module):
         return f"name={self.name!r}, sample_rate={self.sample_rate}, n_src={self.n_src}"
 
 
-def _as_batch(mix: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def as_batch(mix: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if mix.dim() == 1:
         return mix.unsqueeze(0), True
     if mix.dim() == 2:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from audiomask.filterbanks import ConvDecoder, ConvEncoder
+from audiomask.maskers import tcn_fast
 from audiomask.maskers.tcn import TCNMasker
-from audiomask.models.base import EncoderMaskerDecoder
+from audiomask.models.base import EncoderMaskerDecoder, as_batch
 from audiomask.models.registry import register_model
 
 
@@ -86,3 +89,31 @@ class ConvTasNet(EncoderMaskerDecoder):
                            c.conv_kernel_size, c.n_blocks, c.n_repeats, c.norm, c.causal, c.mask_act)
         decoder = ConvDecoder(c.n_filters, c.kernel_size, c.stride, c.framing)
         super().__init__(c, encoder, masker, decoder)
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        wav, unbatched = as_batch(mix)
+        if not tcn_fast.applies(self.masker, wav):
+            return super().forward(mix)
+        est = torch.stack([self._separate_frames_major(w) for w in wav])
+        return est[0] if unbatched else est
+
+    #: frames per step of the mask → decoder loop of the CPU fast path (bounds its memory)
+    _MASK_CHUNK = 4096
+
+    def _separate_frames_major(self, wav: torch.Tensor) -> torch.Tensor:
+        """CPU inference of one waveform ``[T]`` → ``[C, T]``, equal to the module forward to
+        float32 rounding: the encoder, TCN (:mod:`audiomask.maskers.tcn_fast`), masks and
+        decoder all frames-major; masks are made, applied and decoded ``_MASK_CHUNK`` frames at
+        a time, so no ``[C, N, frames]`` tensor exists."""
+        masker, basis = self.masker, self.decoder.conv.weight[:, 0]  # [N, L]
+        rep = self.encoder.frames_major(wav)  # [F, N]
+        features = torch.nn.functional.prelu(tcn_fast.tcn_features(masker, rep), masker.out_act.weight)
+        w_out, b_out = masker.out_conv.weight[:, :, 0].t(), masker.out_conv.bias
+        n_frames, n_src = rep.shape[0], self.n_src
+        frames = rep.new_empty(n_src, n_frames, basis.shape[1])
+        for t0 in range(0, n_frames, self._MASK_CHUNK):
+            t1 = min(t0 + self._MASK_CHUNK, n_frames)
+            scores = torch.addmm(b_out, features[t0:t1], w_out).view(t1 - t0, n_src, -1)
+            masked = masker._activate(scores).mul_(rep[t0:t1].unsqueeze(1))  # [F', C, N]
+            torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
+        return self.decoder.decode_frames(frames, wav.shape[-1])

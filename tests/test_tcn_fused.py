@@ -1,0 +1,153 @@
+"""The CPU paths of the gLN TCN equal the modules: inference (audiomask.maskers.tcn_fast) the
+module forward — masker level and whole model, any length, batch, sources, skip path or not —
+and training (audiomask.maskers.tcn_train) autograd's outputs and gradients."""
+
+import pytest
+import torch
+
+from audiomask import native
+from audiomask.maskers import tcn_fast, tcn_train
+from audiomask.models import ConvTasNet
+
+pytestmark = pytest.mark.skipif(not native.ENABLED, reason="C kernels not built")
+
+
+def _model(**overrides) -> ConvTasNet:
+    """A small gLN Conv-TasNet whose norms and PReLUs are far from their initial values, so
+    the folding of γ, β and the statistics is exercised."""
+    torch.manual_seed(0)
+    config = dict(n_filters=64, bn_chan=32, hid_chan=48, skip_chan=32, n_blocks=4, n_repeats=2)
+    config.update(overrides)
+    model = ConvTasNet(ConvTasNet.make_config(None, **config)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "act" in name:
+                p.add_(0.5 * torch.randn_like(p))
+    return model
+
+
+def _reference(model, x):
+    with torch.enable_grad():  # the fast path is inference-only: grad mode runs the modules
+        return model(x).detach()
+
+
+def _fast(model, x):
+    with torch.inference_mode():
+        assert tcn_fast.applies(model.masker, x)
+        return model(x)
+
+
+@pytest.mark.parametrize("length", [1, 7, 16, 17, 123, 4001])
+def test_fast_model_equals_module_forward(length):
+    model = _model()
+    x = torch.randn(2, length)
+    ref = _reference(model, x)
+    assert (_fast(model, x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.parametrize("overrides", [{"skip_chan": 0}, {"n_src": 3, "mask_act": "softmax"},
+                                       {"mask_act": "relu", "framing": "valid"},
+                                       {"conv_kernel_size": 5, "encoder_activation": "relu"}])
+def test_fast_path_variants(overrides):
+    model = _model(**overrides)
+    x = torch.randn(1, 3001)
+    ref = _reference(model, x)
+    assert (_fast(model, x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+
+
+def test_fast_masker_equals_module_masker():
+    model = _model()
+    rep = model.encoder(torch.randn(3, 2000))
+    with torch.enable_grad():
+        ref = model.masker(rep).detach()
+    with torch.no_grad():
+        fast = model.masker(rep)
+    assert fast.shape == ref.shape
+    assert (fast - ref).abs().max() <= 1e-5
+
+
+def test_folded_weights_follow_parameter_updates():
+    model = _model()
+    x = torch.randn(1, 800)
+    before = _fast(model, x)
+    with torch.no_grad():
+        model.masker.blocks[1].dw_norm.weight.mul_(2.0)
+    after = _fast(model, x)
+    assert (after - before).abs().max() > 1e-3
+    assert (after - _reference(model, x)).abs().max() <= 1e-5 * max(1.0, after.abs().max().item())
+
+
+def test_fast_path_applies_only_where_it_is_exact():
+    model = _model()
+    x = torch.randn(1, 100)
+    with torch.enable_grad():
+        assert not tcn_fast.applies(model.masker, x)  # training needs autograd
+    with torch.no_grad():
+        assert tcn_fast.applies(model.masker, x)
+        assert not tcn_fast.applies(model.masker, x.double())
+        assert not tcn_fast.applies(_model(norm="cLN", causal=True).masker, x)
+        assert not tcn_fast.applies(_model(norm="chanLN").masker, x)
+
+
+def test_row_kernels_match_torch():
+    torch.manual_seed(1)
+    h = torch.randn(37, 24)
+    s, q = native.prelu_stats(h[:, :20], 0.3)  # strided rows
+    u = torch.nn.functional.prelu(h[:, :20], torch.tensor([0.3])).double()
+    assert abs(s - u.sum().item()) < 1e-4 and abs(q - u.square().sum().item()) < 1e-4
+    scale, shift, taps, bias = torch.randn(24), torch.randn(24), torch.randn(3, 24), torch.randn(24)
+    out = torch.empty(37, 24)
+    s, q = native.norm_dwconv_prelu(h, 0.3, scale, shift, taps, bias, 4, 4, 0.1, out)
+    n = torch.nn.functional.prelu(h, torch.tensor([0.3])) * scale + shift  # [T, H]
+    conv = torch.nn.functional.conv1d(n.t()[None], taps.t()[:, None], bias, padding=4, dilation=4, groups=24)
+    ref = torch.nn.functional.prelu(conv[0].t(), torch.tensor([0.1]))
+    assert (out - ref).abs().max() < 1e-5
+    assert abs(s - ref.double().sum().item()) < 1e-3 and abs(q - ref.double().square().sum().item()) < 1e-3
+
+
+def _module_features(masker, rep):
+    """The TCN through its modules (what tcn_train replaces)."""
+    x, skip = masker.bottleneck(masker.input_norm(rep)), None
+    for block in masker.blocks:
+        residual, s = block(x)
+        x = x + residual
+        if s is not None:
+            skip = s if skip is None else skip + s
+    return x if skip is None else skip
+
+
+@pytest.mark.parametrize("overrides", [{}, {"skip_chan": 0}, {"conv_kernel_size": 5, "n_blocks": 3}])
+def test_fused_training_blocks_match_autograd(overrides):
+    model = _model(**overrides)
+    rep = model.encoder(torch.randn(3, 1203)).detach().requires_grad_()
+    results = []
+    for features in (_module_features, tcn_train.tcn_features):
+        model.zero_grad()
+        rep.grad = None
+        out = features(model.masker, rep)
+        weights = torch.linspace(-1.0, 1.0, out.numel()).view_as(out)
+        (out * weights).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.masker.named_parameters() if p.grad is not None}
+        results.append((out.detach(), rep.grad.clone(), grads))
+    (ref, ref_dx, ref_grads), (out, dx, grads) = results
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+    assert (dx - ref_dx).abs().max() <= 1e-4 * ref_dx.abs().max()
+    # every parameter the module path trains gets the same gradient; the last block's residual
+    # conv, unused when skips exist, gets none there and a zero one here
+    assert set(ref_grads) <= set(grads)
+    assert all(grads[name].abs().max() == 0 for name in set(grads) - set(ref_grads))
+    for name, ref_grad in ref_grads.items():
+        assert (grads[name] - ref_grad).abs().max() <= 1e-4 * max(ref_grad.abs().max().item(), 1e-6), name
+
+
+def test_training_uses_the_fused_blocks_and_the_same_loss():
+    model = _model()
+    mix = torch.randn(2, 1600)
+    assert tcn_train.applies(model.masker, model.encoder(mix))
+    loss = model(mix).square().mean()
+    native.ENABLED = False
+    try:
+        ref = model(mix).square().mean()
+    finally:
+        native.ENABLED = True
+    assert abs(loss.item() - ref.item()) <= 1e-5 * abs(ref.item())
