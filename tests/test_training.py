@@ -219,3 +219,18 @@ def test_init_from_checkpoint_starts_from_its_weights(small_speech_dir, tmp_path
                         run={"out_dir": str(tmp_path / "run2")})
     with pytest.raises(ValueError, match="wrong.safetensors.*encoder.conv.weight"):
         Trainer(load_config(conf), progress=False)
+
+
+def test_step_batches_run_epoch_after_epoch_in_seeded_orders():
+    from audiomask.training.trainer import StepBatches
+
+    full = list(StepBatches(0, 9, 2, 0, 1, size=6, shuffle=True, seed=3))
+    flat = [i for batch in full for i in batch]
+    epochs = [flat[k : k + 6] for k in range(0, 18, 6)]
+    assert all(sorted(e) == list(range(6)) for e in epochs)  # every item once per epoch
+    assert len({tuple(e) for e in epochs}) > 1  # in a new order each epoch
+    assert list(StepBatches(4, 9, 2, 0, 1, size=6, shuffle=True, seed=3)) == full[4:]  # resume
+    # two ranks split each step's positions; generated datasets are read in order
+    r0, r1 = (list(StepBatches(0, 3, 2, r, 2, size=6, shuffle=True, seed=3)) for r in (0, 1))
+    assert sorted(sum(r0, []) + sum(r1, [])) == sorted(list(range(6)) * 2)
+    assert list(StepBatches(0, 3, 2, 0, 1, size=100)) == [[0, 1], [2, 3], [4, 5]]

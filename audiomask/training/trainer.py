@@ -1,8 +1,9 @@
 """Single-process and torchrun/DDP training with bit-exact resume.
 
 Everything a step depends on is a function of the step number or is checkpointed:
-example ``j`` of step ``s`` on rank ``r`` is dataset index ``(s·world + r)·batch + j``
-(datasets draw each index from its own seeded generator), the learning rate is a
+example ``j`` of step ``s`` on rank ``r`` is position ``(s·world + r)·batch + j`` of the
+data stream (:class:`StepBatches`: epochs of a fixed dataset in seeded per-epoch orders;
+datasets draw each index from its own seeded generator), the learning rate is a
 function of the step (and the checkpointed plateau factor), and the model, optimizer,
 grad-scaler and RNG states are saved together every ``checkpoint_every`` steps. A run
 killed at any point and restarted with the same command therefore continues exactly as
@@ -30,6 +31,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from audiomask.data.manifest import MixtureDataset
 from audiomask.fileio import atomic_target, atomic_write_text
 from audiomask.losses import aec_loss, pit_si_sdr_loss
 from audiomask.metrics import erle, pit, si_sdr
@@ -59,18 +61,40 @@ class DistInfo:
 
 
 class StepBatches(Sampler[list[int]]):
-    """Batches of dataset indices for steps ``start … steps-1`` of one rank (see module doc)."""
+    """Batches of dataset indices for steps ``start … steps-1`` of one rank (see module doc).
 
-    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int) -> None:
+    Position ``p = (step·world + rank)·batch + j`` runs through the dataset epoch after epoch:
+    epoch ``p // size``, item ``p % size``. With ``shuffle`` (fixed mixtures from a manifest)
+    each epoch visits the items in its own order, a permutation drawn from ``(seed, epoch)``,
+    so the order is a function of the step and a resumed run sees the same batches.
+    Generated datasets (dynamic mixing, simulated echo scenes) are as long as the run and
+    are read in order (every index is a fresh draw).
+    """
+
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int,
+                 size: int | None = None, shuffle: bool = False, seed: int = 0) -> None:
         self.start, self.steps, self.batch_size, self.rank, self.world = start, steps, batch_size, rank, world
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation)
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
 
+    def index(self, position: int) -> int:
+        if not self.size:
+            return position
+        epoch, item = divmod(position, self.size)
+        if not self.shuffle:
+            return item
+        if self._order is None or self._order[0] != epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(self.size, generator=gen))
+        return int(self._order[1][item])
+
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.steps):
             first = (step * self.world + self.rank) * self.batch_size
-            yield list(range(first, first + self.batch_size))
+            yield [self.index(p) for p in range(first, first + self.batch_size)]
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -295,7 +319,9 @@ class Trainer:
             atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers,
                             batch_sampler=StepBatches(self.step, cfg.optim.steps, cfg.optim.batch_size,
-                                                      self.dist.rank, self.dist.world))
+                                                      self.dist.rank, self.dist.world, len(self.train_set),
+                                                      shuffle=isinstance(self.train_set, MixtureDataset),
+                                                      seed=cfg.run.seed))
         train_log = _CSVLog(self.out / "train.csv", TRAIN_FIELDS) if main else None
         valid_log = _CSVLog(self.out / "valid.csv", VALID_FIELDS) if main else None
         writer = _tensorboard(self.out) if main else None
