@@ -393,6 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List the registered architectures with their presets, and the "
                                    "trained models bundled with the package.")
     p.set_defaults(func=cmd_list)
+
+    from audiomask.recipes.cli import add_prepare_parser  # corpus list and layouts live with the preparers
+
+    add_prepare_parser(sub)  # audiomask prepare DATASET ROOT --out DATA
+
+    from audiomask.export.cli import add_export_parser  # audiomask export MODEL --out FILE
+    from audiomask.serve.cli import add_serve_parser  # audiomask serve MODEL --port N
+
+    add_export_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

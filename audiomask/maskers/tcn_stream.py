@@ -42,7 +42,10 @@ def tcn_step(rep: Tensor, head: List[Tensor], blocks: List[List[Tensor]], dilati
             skip 1×1 convs stacked into one ``[B_chan + Sc, H]`` matrix and bias.
         dilations: d of each block. norm: ``"cLN"`` or ``"chanLN"``. skip_chan: Sc (0: none).
         norm_states: the input norm's, then two per block. buffers/ends: each block's
-            depthwise-conv history (:func:`~audiomask.nn.history.history_push`).
+            depthwise-conv history (:func:`~audiomask.nn.history.history_push`); with ``ends``
+            empty, each buffer is exactly the last ``(P-1)·d`` frames ``[B, (P-1)·d, H]`` and is
+            replaced by the new last frames (state shapes that never change, as an exported
+            streaming graph needs).
 
     Returns ``(masks, norm_states, buffers, ends)`` (the state lists are updated in place
     and returned).
@@ -57,7 +60,11 @@ def tcn_step(rep: Tensor, head: List[Tensor], blocks: List[List[Tensor]], dilati
             norm, F.linear(x, w[IN_W], w[IN_B]), norm_states[2 * i + 1], w[N1_W], w[N1_B], eps, w[IN_A])
         taps, d = w[TAPS], dilations[i]
         context = d * (taps.shape[0] - 1)
-        buffers[i], ends[i], y = history_push(buffers[i], ends[i], context, y)
+        if len(ends) > 0:
+            buffers[i], ends[i], y = history_push(buffers[i], ends[i], context, y)
+        else:  # no ends: histories of exactly `context` frames (fixed shapes, for exported graphs)
+            y = torch.cat([buffers[i], y], 1)
+            buffers[i] = y[:, y.shape[1] - context :]
         if native.can_dwconv(y):  # the C kernel, when built
             z = native.dwconv(y, taps, w[DW_B], d)
         else:
@@ -75,10 +82,17 @@ def tcn_step(rep: Tensor, head: List[Tensor], blocks: List[List[Tensor]], dilati
     scores = F.linear(F.prelu(features, head[4]), head[5], head[6])  # [B, F, C·N]
     batch, frames, n_filters = rep.shape[0], rep.shape[2], rep.shape[1]
     scores = scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1)
+    return activate_masks(scores, mask_act), norm_states, buffers, ends
+
+
+def activate_masks(scores: Tensor, mask_act: str) -> Tensor:
+    """The TCN's mask activation on scores with the source axis at dim 1 (``[B, C, N, F]`` or
+    frames-major ``[T, C, N]``): ``"sigmoid"``, ``"relu"``, ``"softmax"`` across sources, or
+    ``"linear"``."""
     if mask_act == "sigmoid":
-        scores = torch.sigmoid(scores)
-    elif mask_act == "relu":
-        scores = F.relu(scores)
-    elif mask_act == "softmax":
-        scores = torch.softmax(scores, dim=1)
-    return scores, norm_states, buffers, ends
+        return torch.sigmoid(scores)
+    if mask_act == "relu":
+        return F.relu(scores)
+    if mask_act == "softmax":
+        return torch.softmax(scores, dim=1)
+    return scores

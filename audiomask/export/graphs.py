@@ -1,0 +1,333 @@
+"""The modules that get exported: one offline graph per model family and one streaming step
+graph per causal family, each a plain function of tensors.
+
+Offline graphs take ``mix [B, T]`` (echo canceller: ``mic [B, T], far [B, T]``) of any length
+and return ``[B, n_out, T]``. Streaming graphs take one block of a fixed size and the state as
+explicit tensors, and return the output block and the new state:
+``(block, *state) -> (out, *new_state)``. Every state starts as zeros of its shape.
+
+Both reuse the models' own code — the conv encoder/decoder steps, the TCN step
+(:func:`~audiomask.maskers.tcn_stream.tcn_step` with fixed-size histories), the TIGER and
+D3Net layers — and replace only what a graph without complex numbers cannot hold: the STFT
+(:mod:`audiomask.export.dft`) and the complex glue around the STFT maskers, which is written
+here with real/imaginary pairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from audiomask.export.dft import RealISTFT, RealSTFT, complex_mul, normalise
+
+
+class ExportError(ValueError):
+    """A model (or an option) that cannot be exported; the message says why."""
+
+
+# -- offline -------------------------------------------------------------------------------------
+class OfflineSeparator(nn.Module):
+    """A conv-encoder model (Conv-TasNet, MossFormer, MossFormer2) as it is: ``[B, T]`` →
+    ``[B, n_src, T]``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix: Tensor) -> Tensor:
+        return self.model(mix)
+
+
+class OfflineTIGER(nn.Module):
+    """TIGER with a real-valued STFT: ``[B, T]`` → ``[B, n_src, T]`` (``T > n_fft / 2``: the
+    reflect padding of the STFT).
+
+    The masker's layers are the model's; the complex glue of
+    :meth:`~audiomask.maskers.tiger.TIGERMasker.forward` (band split of ``view_as_real``,
+    :func:`~audiomask.maskers.tiger.constrain_masks`, the complex mask product) is written on
+    real/imaginary pairs.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.stft, self.istft = RealSTFT(model.encoder), RealISTFT(model.decoder)
+
+    def forward(self, mix: Tensor) -> Tensor:
+        masker = self.model.masker
+        split = masker.band_split
+        ri = self.stft(mix)  # [B, 2, F, frames]
+        batch, frames = ri.shape[0], ri.shape[-1]
+        feats = [band(ri[:, :, s : s + w].reshape(batch, 2 * w, frames))
+                 for band, s, w in zip(split.bands, split.starts, split.widths)]
+        x = masker.separator(torch.stack(feats, 2))  # [B, N, K, frames]
+        raw = torch.cat([head(x[:, :, k]) for k, head in enumerate(masker.mask_heads)], dim=4)
+        masks = raw[:, 0] * torch.sigmoid(raw[:, 1])  # [B, 2, C, F, frames]
+        n_src = masks.shape[2]
+        real = masks[:, 0] - (masks[:, 0].sum(1, keepdim=True) - 1) / n_src
+        imag = masks[:, 1] - masks[:, 1].sum(1, keepdim=True) / n_src
+        est = complex_mul(torch.stack((real, imag), 2), ri.unsqueeze(1), 2)  # [B, C, 2, F, frames]
+        return self.istft(est.flatten(0, 1), mix.shape[-1]).unflatten(0, (batch, n_src))
+
+
+def d3net_masks(masker: nn.Module, mic: Tensor, far: Tensor, state: Any) -> tuple[Tensor, Tensor, list]:
+    """:meth:`D3NetAECMasker.step <audiomask.maskers.d3net.D3NetAECMasker.step>` on real pairs:
+    spectra ``[B, 2, F, T]`` → echo and noise masks ``[B, 2, F, T]`` and the new state."""
+    z = torch.stack((mic, far), 2)  # [B, 2 (re, im), 2 (mic, far), F, T]: to_pseudo's layout
+    if masker.compress != 1.0:
+        z = z * (z[:, 0].square() + z[:, 1].square() + 1e-8).pow((masker.compress - 1.0) / 2).unsqueeze(1)
+    state = state or [None] * (len(masker.blocks) + 3)
+    x, s_in = masker.in_conv(z, state[0])
+    new_state = [s_in]
+    for i, block in enumerate(masker.blocks):
+        x, s = block(x, state[1 + i])
+        new_state.append(s)
+    masks = []
+    for head, s in ((masker.echo_head, state[-2]), (masker.noise_head, state[-1])):
+        y, s = head.conv(torch.relu(head.norm(x)), s)
+        masks.append(_bounded_mask(y, head.mask_act)[:, :, 0])
+        new_state.append(s)
+    return masks[0], masks[1], new_state
+
+
+def _bounded_mask(y: Tensor, kind: str) -> Tensor:
+    """:func:`~audiomask.nn.complex.bounded_mask` on a pseudo-complex ``[B, 2, C, F, T]``,
+    keeping the real pair."""
+    if kind == "linear":
+        return y
+    r = (y[:, 0].square() + y[:, 1].square() + 1e-12).sqrt()
+    return y * (torch.tanh(r) / r).unsqueeze(1)
+
+
+class OfflineAEC(nn.Module):
+    """The D3Net echo canceller with a real-valued STFT: ``mic [B, T], far [B, T]`` → near-end
+    estimate ``[B, 1, T]``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.stft, self.istft = RealSTFT(model.encoder), RealISTFT(model.decoder)
+
+    def forward(self, mic: Tensor, far: Tensor) -> Tensor:
+        spec = self.stft(mic)
+        echo, noise, _ = d3net_masks(self.model.masker, spec, self.stft(far), None)
+        near = complex_mul(noise, complex_mul(echo, spec, 1), 1)
+        return self.istft(near, mic.shape[-1]).unsqueeze(1)
+
+
+# -- streaming -----------------------------------------------------------------------------------
+class StreamGraph(nn.Module):
+    """Base of the streaming step graphs.
+
+    Attributes set by subclasses: ``block`` (input samples per call), ``input_names`` (the
+    signal inputs), ``state_names`` and ``initial_state()`` (zeros), ``discard`` (output
+    samples at the start that belong to the model's left padding), ``latency`` (algorithmic
+    latency in samples), ``n_out`` (output signals).
+    """
+
+    block: int
+    discard: int
+    latency: int
+    n_out: int
+    input_names: Sequence[str] = ("block",)
+
+    def initial_state(self) -> List[Tensor]:
+        raise NotImplementedError
+
+    def example_inputs(self) -> tuple[Tensor, ...]:
+        signals = tuple(torch.zeros(1, self.block) for _ in self.input_names)
+        return signals + tuple(self.initial_state())
+
+
+class ConvTasNetStream(StreamGraph):
+    """One block of a causal Conv-TasNet: ``(block [1, n], enc [1, L-S], norm states…,
+    histories…, dec [1, C, L-S]) -> (out [1, C, n], new states…)``.
+
+    The same steps as :class:`~audiomask.streaming.stateful.StreamingSession`: the conv
+    encoder's step, :func:`~audiomask.maskers.tcn_stream.tcn_step` with histories of exactly
+    ``(P-1)·d`` frames, the decoder's step. Needs ``n`` a multiple of the hop ``S`` and
+    ``L = 2·S`` with the centred framing, so that every state keeps its shape; the first
+    ``S`` output samples are the left padding (``discard``).
+    """
+
+    def __init__(self, model: nn.Module, block: int) -> None:
+        super().__init__()
+        from audiomask.maskers.tcn import TCNStreamState
+
+        enc, masker = model.encoder, model.masker
+        if enc.framing.mode != "centered" or enc.kernel_size != 2 * enc.stride:
+            raise ExportError(f"{model.name}: streaming export needs the centred framing with L = 2·S "
+                              f"(got {enc.framing.mode!r}, L={enc.kernel_size}, S={enc.stride}): only then "
+                              "does the encoder state keep one shape from block to block")
+        if block % enc.stride:
+            raise ExportError(f"{model.name}: the block ({block} samples) must be a multiple of the encoder "
+                              f"hop ({enc.stride} samples = {1000 * enc.stride / model.sample_rate:g} ms)")
+        self.model = model
+        self.block, self.discard, self.latency, self.n_out = block, enc.stride, enc.win, model.n_src
+        s = TCNStreamState(masker, 1, None)
+        self.norm, self.eps, self.skip_chan = s.norm, s.eps, s.skip_chan
+        self.dilations = list(s.dilations)
+        # the step's weight layout, as buffers so the exported graph holds them as initializers
+        for j, t in enumerate(s.head):
+            self.register_buffer(f"head_{j}", t.detach().clone(), persistent=False)
+        self.n_weights = len(s.blocks[0])
+        for i, ws in enumerate(s.blocks):
+            for j, t in enumerate(ws):
+                self.register_buffer(f"block_{i}_{j}", t.detach().clone(), persistent=False)
+        self.contexts = [b.context for b in masker.blocks]
+        self.hidden = masker.blocks[0].dw_conv.in_channels
+        self.norm_shapes = [tuple(t.shape) for t in s.norm_states]
+        self.has_norm_state = self.norm_shapes[0][-1] > 0  # chanLN keeps nothing
+        self.state_names = (["encoder"] + ([f"norm_{i}" for i in range(len(self.norm_shapes))]
+                                           if self.has_norm_state else [])
+                            + [f"history_{i}" for i in range(len(self.contexts))] + ["decoder"])
+
+    def initial_state(self) -> List[Tensor]:
+        enc = self.model.encoder
+        states = [torch.zeros(1, enc.kernel_size - enc.stride)]
+        if self.has_norm_state:
+            states += [torch.zeros(shape, dtype=torch.float64) for shape in self.norm_shapes]
+        states += [torch.zeros(1, c, self.hidden) for c in self.contexts]
+        states.append(torch.zeros(1, self.n_out, enc.kernel_size - enc.stride))
+        return states
+
+    def forward(self, block: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        from audiomask.maskers.tcn_stream import tcn_step
+
+        model = self.model
+        n_norm = len(self.norm_shapes) if self.has_norm_state else 0
+        pending, rest = state[0], list(state[1:])
+        norm_states = rest[:n_norm] if n_norm else [block.new_zeros(1, 0) for _ in self.norm_shapes]
+        buffers = rest[n_norm : n_norm + len(self.contexts)]
+        tail = rest[-1]
+        rep, pending = model.encoder.step(block, pending)
+        head = [getattr(self, f"head_{j}") for j in range(7)]
+        blocks = [[getattr(self, f"block_{i}_{j}") for j in range(self.n_weights)]
+                  for i in range(len(self.contexts))]
+        masks, norm_states, buffers, _ = tcn_step(
+            rep, head, blocks, self.dilations, self.norm, self.eps, model.n_src, model.masker.mask_act,
+            self.skip_chan, list(norm_states), list(buffers), [])
+        out, tail = model.decoder.step(model.apply_masks(rep, masks), tail)
+        return (out, pending, *(norm_states if n_norm else []), *buffers, tail)
+
+
+class AECStream(StreamGraph):
+    """One block of the D3Net echo canceller: ``(block [1, n], far_block [1, n], mic STFT
+    [1, n_fft-hop], far STFT [1, n_fft-hop], conv histories…, overlap-add [1, 1, n_fft-hop],
+    window sum [n_fft-hop]) -> (near-end [1, 1, n], new states…)``.
+
+    The STFT frames complete in the block, the masker's step (each causal conv with its
+    history), the overlap-add of the inverse transform — what
+    :class:`~audiomask.streaming.aec.AECStreamingSession` does. Needs zero padding, ``hop =
+    n_fft / 2`` and ``n`` a multiple of the hop; the first ``n_fft / 2`` output samples are the
+    STFT's left padding (``discard``).
+    """
+
+    input_names = ("block", "far_block")
+
+    def __init__(self, model: nn.Module, block: int) -> None:
+        super().__init__()
+        enc = model.encoder
+        if enc.pad_mode != "constant" or 2 * enc.hop_length != enc.n_fft:
+            raise ExportError(f"{model.name}: streaming export needs a zero-padded STFT with hop = n_fft/2 "
+                              f"(got pad_mode={enc.pad_mode!r}, n_fft={enc.n_fft}, hop={enc.hop_length})")
+        if block % enc.hop_length:
+            raise ExportError(f"{model.name}: the block ({block} samples) must be a multiple of the STFT hop "
+                              f"({enc.hop_length} samples = {1000 * enc.hop_length / model.sample_rate:g} ms)")
+        self.model = model.eval()
+        self.stft, self.istft = RealSTFT(enc), RealISTFT(model.decoder)
+        self.block, self.discard, self.latency, self.n_out = block, enc.n_fft // 2, enc.win, 1
+        self.overlap = enc.n_fft - enc.hop_length
+        with torch.no_grad():  # the masker's state layout: run one frame from no history
+            spec = torch.zeros(1, 2, enc.n_bins, 1)
+            _, _, state = d3net_masks(self.model.masker, spec, spec, None)
+        self.state_tree = _structure(state)
+        self.history_shapes = [tuple(t.shape) for t in _leaves(state)]
+        self.state_names = (["mic_stft", "far_stft"] + [f"history_{i}" for i in range(len(self.history_shapes))]
+                            + ["overlap_add", "window_sum"])
+
+    def initial_state(self) -> List[Tensor]:
+        return ([torch.zeros(1, self.overlap), torch.zeros(1, self.overlap)]
+                + [torch.zeros(shape) for shape in self.history_shapes]
+                + [torch.zeros(1, 1, self.overlap), torch.zeros(self.overlap)])
+
+    def forward(self, block: Tensor, far_block: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        mic_buf = torch.cat((state[0], block), -1)
+        far_buf = torch.cat((state[1], far_block), -1)
+        n_hist = len(self.history_shapes)
+        history = _rebuild(self.state_tree, list(state[2 : 2 + n_hist]))
+        ola, env_tail = state[2 + n_hist], state[3 + n_hist]
+        spec = self.stft.frames(mic_buf)  # [1, 2, F, frames]
+        echo, noise, history = d3net_masks(self.model.masker, spec, self.stft.frames(far_buf), history)
+        near = complex_mul(noise, complex_mul(echo, spec, 1), 1)  # [1, 2, F, frames]
+        wav, env = self.istft.overlap_add(near)
+        tail = self.overlap
+        wav = torch.cat((wav[:, :tail] + ola[:, 0], wav[:, tail:]), -1)
+        env = torch.cat((env[:tail] + env_tail, env[tail:]))
+        done = self.block
+        out = normalise(wav[:, :done], env[:done]).unsqueeze(1)
+        keep = mic_buf.shape[-1] - self.overlap
+        return (out, mic_buf[:, keep:], far_buf[:, keep:], *_leaves(history),
+                wav[:, done:].unsqueeze(1), env[done:])
+
+
+def _leaves(tree: Any) -> List[Tensor]:
+    if isinstance(tree, Tensor):
+        return [tree]
+    return [leaf for item in tree for leaf in _leaves(item)]
+
+
+def _structure(tree: Any) -> Any:
+    return None if isinstance(tree, Tensor) else [_structure(item) for item in tree]
+
+
+def _rebuild(structure: Any, leaves: List[Tensor]) -> Any:
+    if structure is None:
+        return leaves.pop(0)
+    return [_rebuild(item, leaves) for item in structure]
+
+
+# -- tracing mode --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def tracing_mode() -> Iterator[None]:
+    """What exporting needs switched for the duration: the optional C kernels off (a graph
+    can only hold PyTorch ops), and TIGER's adaptive average pooling — whose output size is a
+    plain ``int`` argument, so tracing it fixes the input length — computed from a cumulative
+    sum, which keeps the length symbolic (the same numbers, to float rounding)."""
+    from audiomask import native
+    from audiomask.nn import multiscale
+
+    enabled, functional = native.ENABLED, multiscale.F
+    native.ENABLED = False
+    multiscale.F = _TraceableFunctional()
+    try:
+        yield
+    finally:
+        native.ENABLED, multiscale.F = enabled, functional
+
+
+class _TraceableFunctional:
+    """``torch.nn.functional`` with a symbolic-length ``adaptive_avg_pool1d``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(F, name)
+
+    @staticmethod
+    def adaptive_avg_pool1d(x: Tensor, output_size: int) -> Tensor:
+        return adaptive_avg_pool1d(x, output_size)
+
+
+def adaptive_avg_pool1d(x: Tensor, output_size: int) -> Tensor:
+    """``F.adaptive_avg_pool1d`` for ``[..., L]`` with ``L`` and ``output_size`` symbolic: bin
+    ``j`` averages ``[floor(j·L/n), ceil((j+1)·L/n))``, from a float64 cumulative sum."""
+    length = x.shape[-1]
+    j = torch.arange(output_size, device=x.device)
+    start = torch.div(j * length, output_size, rounding_mode="floor")
+    end = torch.div((j + 1) * length + output_size - 1, output_size, rounding_mode="floor")
+    csum = F.pad(x.double().cumsum(-1), (1, 0))
+    total = csum.index_select(-1, end) - csum.index_select(-1, start)
+    return (total / (end - start).double()).to(x.dtype)
