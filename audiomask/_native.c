@@ -183,46 +183,62 @@ AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
     free(buf);
 }
 
+/* The backward passes sum per channel over frames: in float over AM_FLUSH rows (vectorised),
+ * then into the thread's double accumulators. */
+static inline void am_flush(float *part, double *acc, int64_t n, int64_t row, int last) {
+    if (row % AM_FLUSH != AM_FLUSH - 1 && !last) return;
+    for (int64_t k = 0; k < n; ++k) { acc[k] += part[k]; part[k] = 0.0f; }
+}
+
 AM_CLONES static void am_gln_bwd_sums_rows(am_job *j) {
     const int64_t H = j->H;
-    double *sd = j->acc, *sm = j->acc + H;
+    float *part = calloc(2 * (size_t)H, sizeof(float));
+    if (!part) { j->acc[0] = NAN; return; }
+    float *sd = part, *sm = part + H;
     for (int64_t t = j->t0; t < j->t1; ++t) {
         const float *dm = j->x + t * H, *v = j->v + t * H;
         for (int64_t c = 0; c < H; ++c) {
-            float mh = (am_prelu(v[c], j->a2) - j->mu) * j->r;
             sd[c] += dm[c];
-            sm[c] += (double)(dm[c] * mh);
+            sm[c] += dm[c] * ((am_prelu(v[c], j->a2) - j->mu) * j->r);
         }
+        am_flush(part, j->acc, 2 * H, t - j->t0, t == j->t1 - 1);
     }
+    free(part);
 }
 
 AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
     const int64_t H = j->H, P = j->P;
-    double *dtaps = j->acc, *dbias = j->acc + P * H, *dslope = j->acc + (P + 1) * H;
+    float *part = calloc((size_t)((P + 2) * H), sizeof(float));
+    if (!part) { j->acc[0] = NAN; return; }
+    float *dtaps = part, *dbias = part + P * H, *dslope = part + (P + 1) * H;
+    const float r = j->r, rr = j->r * j->r * j->cB, cA = j->r * j->cA;
     for (int64_t t = j->t0; t < j->t1; ++t) {
         const float *dm = j->x + t * H, *v = j->v + t * H;
         float *o = j->out + t * H;
         for (int64_t c = 0; c < H; ++c) {
-            float vc = v[c], g = am_prelu(vc, j->a2);
-            float dp = j->r * (j->gamma[c] * dm[c] - j->cA - (g - j->mu) * j->r * j->cB);
-            dslope[c] += vc > 0.0f ? 0.0f : dp * vc;
-            o[c] = vc > 0.0f ? dp : dp * j->a2;
+            float vc = v[c], pos = vc > 0.0f;
+            float dp = r * j->gamma[c] * dm[c] - cA - (am_prelu(vc, j->a2) - j->mu) * rr;
+            dslope[c] += (1.0f - pos) * dp * vc;
+            o[c] = dp * (pos + (1.0f - pos) * j->a2);
             dbias[c] += o[c];
         }
         for (int64_t k = 0; k < P; ++k) {
             int64_t src = t + k * j->d - j->pad;
             if (src < 0 || src >= j->T) continue;
             const float *row = j->h + src * H;
-            double *dt = dtaps + k * H;
-            for (int64_t c = 0; c < H; ++c)
-                dt[c] += (double)(o[c] * (am_prelu(row[c], j->a1) * j->scale[c] + j->shift[c]));
+            float *dt = dtaps + k * H;
+            for (int64_t c = 0; c < H; ++c) dt[c] += o[c] * (am_prelu(row[c], j->a1) * j->scale[c] + j->shift[c]);
         }
+        am_flush(part, j->acc, (P + 2) * H, t - j->t0, t == j->t1 - 1);
     }
+    free(part);
 }
 
 AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
     const int64_t H = j->H;
-    double *sd = j->acc, *sn = j->acc + H;
+    float *part = calloc(2 * (size_t)H, sizeof(float));
+    if (!part) { j->acc[0] = NAN; return; }
+    float *sd = part, *sn = part + H;
     for (int64_t s = j->t0; s < j->t1; ++s) {
         float *o = j->out + s * H;
         for (int64_t c = 0; c < H; ++c) o[c] = 0.0f;
@@ -235,25 +251,32 @@ AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
         const float *h = j->h + s * H;
         for (int64_t c = 0; c < H; ++c) {
             sd[c] += o[c];
-            sn[c] += (double)(o[c] * (am_prelu(h[c], j->a1) - j->mu) * j->r);
+            sn[c] += o[c] * ((am_prelu(h[c], j->a1) - j->mu) * j->r);
         }
+        am_flush(part, j->acc, 2 * H, s - j->t0, s == j->t1 - 1);
     }
+    free(part);
 }
 
 AM_CLONES static void am_gln_prelu_bwd_rows(am_job *j) {
     const int64_t H = j->H;
-    double *dbias = j->acc, *dslope = j->acc + H;
+    float *part = calloc(2 * (size_t)H, sizeof(float));
+    if (!part) { j->acc[0] = NAN; return; }
+    float *dbias = part, *dslope = part + H;
+    const float r = j->r, rr = j->r * j->r * j->cB, cA = j->r * j->cA;
     for (int64_t t = j->t0; t < j->t1; ++t) {
         const float *dn = j->x + t * H, *h = j->h + t * H;
         float *o = j->out + t * H;
         for (int64_t c = 0; c < H; ++c) {
-            float hc = h[c];
-            float du = j->r * (j->gamma[c] * dn[c] - j->cA - (am_prelu(hc, j->a1) - j->mu) * j->r * j->cB);
-            dslope[c] += hc > 0.0f ? 0.0f : du * hc;
-            o[c] = hc > 0.0f ? du : du * j->a1;
+            float hc = h[c], pos = hc > 0.0f;
+            float du = r * j->gamma[c] * dn[c] - cA - (am_prelu(hc, j->a1) - j->mu) * rr;
+            dslope[c] += (1.0f - pos) * du * hc;
+            o[c] = du * (pos + (1.0f - pos) * j->a1);
             dbias[c] += o[c];
         }
+        am_flush(part, j->acc, 2 * H, t - j->t0, t == j->t1 - 1);
     }
+    free(part);
 }
 
 typedef void (*am_pass)(am_job *);

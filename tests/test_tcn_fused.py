@@ -151,3 +151,31 @@ def test_training_uses_the_fused_blocks_and_the_same_loss():
     finally:
         native.ENABLED = True
     assert abs(loss.item() - ref.item()) <= 1e-5 * abs(ref.item())
+
+
+def test_model_built_under_inference_mode_runs_the_fast_path():
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        built = ConvTasNet(ConvTasNet.make_config(None, n_filters=32, bn_chan=16, hid_chan=24, skip_chan=16,
+                                                  n_blocks=2, n_repeats=1)).eval()
+        x = torch.randn(1, 500)
+        out = built(x)
+    native.ENABLED = False
+    try:
+        with torch.inference_mode():
+            ref = built(x)
+    finally:
+        native.ENABLED = True
+    assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+
+
+def test_mac_count_sees_the_work_of_the_kernels():
+    from audiomask.profiling import count_macs
+
+    model = _model()
+    with_kernels = count_macs(model, seconds=0.25)
+    native.ENABLED = False
+    try:
+        assert count_macs(model, seconds=0.25) == with_kernels
+    finally:
+        native.ENABLED = True

@@ -19,7 +19,7 @@ from torch import nn
 
 from audiomask import kernels
 from audiomask.maskers import tcn_fast, tcn_train
-from audiomask.maskers.tcn_stream import tcn_step
+from audiomask.maskers.tcn_stream import activate_masks, tcn_step
 from audiomask.maskers.tcn_stream_native import NativeStreamPlan, native_step
 from audiomask.nn.history import history_buffer
 from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
@@ -150,14 +150,8 @@ class TCNMasker(nn.Module):
         return self._activate(scores.view(shape[0], self.n_src, self.in_chan, shape[-1]))
 
     def _activate(self, scores: torch.Tensor) -> torch.Tensor:
-        """Mask activation over scores ``[B, C, N, F]``."""
-        if self.mask_act == "sigmoid":
-            return torch.sigmoid(scores)
-        if self.mask_act == "relu":
-            return F.relu(scores)
-        if self.mask_act == "softmax":
-            return torch.softmax(scores, dim=1)
-        return scores
+        """Mask activation over scores ``[B, C, N, F]`` (or frames-major ``[T, C, N]``)."""
+        return activate_masks(scores, self.mask_act)
 
 
 class TCNStreamState:

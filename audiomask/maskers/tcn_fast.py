@@ -81,9 +81,12 @@ def _slope(prelu: torch.nn.PReLU) -> float:
 
 def _plan(masker) -> _Plan:
     """The folded weights of ``masker``, made once and kept until a parameter changes."""
-    key = tuple((p.data_ptr(), p._version) for p in masker.parameters())
+    try:
+        key = tuple((p.data_ptr(), p._version) for p in masker.parameters())
+    except RuntimeError:  # parameters made under inference_mode have no version counter
+        key = None
     cached = getattr(masker, "_fast_plan", None)
-    if cached is not None and cached.key == key:
+    if key is not None and cached is not None and cached.key == key:
         return cached
     norm, bn = masker.input_norm, masker.bottleneck
     w = bn.weight[:, :, 0]

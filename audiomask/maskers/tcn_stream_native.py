@@ -23,7 +23,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.maskers.tcn_stream import (DW_A, DW_B, IN_A, IN_B, IN_W, N1_B, N1_W, N2_B, N2_W, OUT_B,
-                                          OUT_W, TAPS)
+                                          OUT_W, TAPS, activate_masks)
 
 
 class NativeStreamPlan:
@@ -76,11 +76,4 @@ def native_step(rep: Tensor, plan: NativeStreamPlan, eps: float, n_src: int, mas
     else:
         features = residual + plan.res_const
     scores = torch.addmm(plan.b_mask, F.prelu(features, plan.out_slope), plan.w_mask.t())
-    scores = scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1)
-    if mask_act == "sigmoid":
-        return torch.sigmoid(scores)
-    if mask_act == "relu":
-        return F.relu(scores)
-    if mask_act == "softmax":
-        return torch.softmax(scores, dim=1)
-    return scores
+    return activate_masks(scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1), mask_act)
