@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from audiomask.cli import main as cli_main
 from audiomask.data.manifest import MixtureDataset
-from audiomask.models.registry import list_models
+from audiomask.models.registry import build, get_model_class, list_models
 from audiomask.recipes import PREPARERS, PrepareError, prepare
 from audiomask.training.config import load_config
 
@@ -358,6 +360,65 @@ def test_recipe_configs_load_and_match_the_prepared_manifests(config):
         assert cfg.model.name == "d3net-aec"
     text = config.read_text()
     assert "Paper:" in text and "Where the settings come from" in text
+
+
+FAMILIES = ("convtasnet", "mossformer", "mossformer2", "tiger")  # one config each in every separation recipe
+SEPARATION = sorted(name for name, preparer in PREPARERS.items() if preparer.kind == "separation")
+SMALL = {  # family -> (preset, shrinking overrides): the config's overrides on a model that builds fast
+    "convtasnet": ("tiny", {}),
+    "mossformer": ("small", {"n_layers": 1}),
+    "mossformer2": ("small", {"n_layers": 1}),
+    "tiger": (None, {}),  # the config's own preset: TIGER is 0.7-0.8 M parameters at full size
+}
+
+
+def _recipe_rate(dataset: str, model: str) -> int:
+    """The sample rate run.sh prepares for ``model``: its ``model_sample_rates`` entry, else the
+    recipe's ``default_sample_rate``."""
+    text = (RECIPES / dataset / "run.sh").read_text()
+    rate = int(re.search(r"^default_sample_rate=(\d+)", text, re.M).group(1))
+    pairs = re.search(r'^model_sample_rates="([^"]*)"', text, re.M)
+    for pair in pairs.group(1).split() if pairs else []:
+        name, _, value = pair.partition(":")
+        if name == model:
+            rate = int(value)
+    return rate
+
+
+def test_every_separation_recipe_has_a_config_per_model_family():
+    assert SEPARATION == sorted(["wsj0-2mix", "wsj0-3mix", "libri2mix", "libri3mix", "wham", "whamr", "echoset"])
+    for dataset in SEPARATION:
+        present = {p.stem for p in (RECIPES / dataset).glob("*.yaml")}
+        assert set(FAMILIES) <= present, f"{dataset}: no config for {sorted(set(FAMILIES) - present)}"
+    assert (RECIPES / "aec-challenge" / "d3net-aec.yaml").is_file()
+
+
+@pytest.mark.parametrize("dataset, family", [(d, f) for d in SEPARATION for f in FAMILIES],
+                         ids=lambda v: v)
+def test_family_config_builds_its_model_for_the_corpus(dataset, family):
+    """Each family's config builds its model config (preset + overrides) with the corpus' number of
+    sources at the rate run.sh prepares; the same overrides on a small preset (TIGER: the config's
+    own) give a model that separates a short mixture; the README has the config's row and command, and a row whose paper
+    value is "not reported" goes with a config that marks its inferred settings."""
+    config = RECIPES / dataset / f"{family}.yaml"
+    cfg = load_config(config)
+    assert cfg.model.name == family
+    model_config = get_model_class(family).make_config(cfg.model.preset, **cfg.model.overrides)
+    n_src = sum(c.startswith("s") for c in EXPECTED[dataset][1])
+    rate = _recipe_rate(dataset, family)
+    assert (model_config.n_src, model_config.sample_rate) == (n_src, rate), config
+    preset, shrink = SMALL[family]
+    fields = {**cfg.model.overrides, "n_src": n_src, "sample_rate": rate, **shrink}
+    model = build(family, preset or cfg.model.preset, **fields).eval()
+    mix = torch.randn(1, rate // 10)
+    with torch.no_grad():
+        assert model(mix).shape == (1, n_src, mix.shape[-1])
+    readme = (RECIPES / dataset / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("|") and f"`{family}.yaml" in line]
+    assert rows, f"{dataset}/README.md has no results row for {family}.yaml"
+    assert all(f"--model {family}" in row for row in rows)
+    if any("not reported" in row for row in rows):
+        assert "inferred" in config.read_text()
 
 
 # ----------------------------------------------------------------------------- run.sh end to end
