@@ -1,4 +1,4 @@
-"""audiomask against Asteroid, torchaudio and SpeechBrain: Conv-TasNet inference and training
+"""audiomask against Asteroid and SpeechBrain: Conv-TasNet inference and training
 cost in one run, same weights where the architectures allow it.
 
 The paper configuration of Conv-TasNet (Luo & Mesgarani 2019: N 512, L 16, B 128, H 512,
@@ -6,14 +6,15 @@ Sc 128, P 3, X 8, R 3, gLN, 2 sources, 8 kHz) in each toolkit:
 
 * Asteroid ``asteroid.models.ConvTasNet`` with seeded random weights;
 * audiomask: those weights through ``audiomask.interop.convert("asteroid-convtasnet", ...)``;
-* torchaudio ``torchaudio.models.ConvTasNet()``: the same tensors loaded by name (it has no
-  residual conv in its last block, whose output nothing reads); it frames the signal
-  differently (pads to a multiple of the stride, conv padding = stride), so its output differs
-  from the others by that framing, not by its weights;
 * SpeechBrain ``speechbrain.lobes.models.conv_tasnet.MaskNet`` between the ``dual_path``
   encoder and decoder, composed as its WSJ0-2mix recipe composes them: another architecture
   (no skip path, channel-wise input norm, ReLU encoder, ReLU masks), so its own seeded random
   weights.
+
+torchaudio is not measured: its only release for torch 2.13 is a CUDA build whose compiled
+extension cannot load on a CPU machine, and the project does not depend on it. (The
+2026-11-21 results file has a torchaudio row from an earlier version of this script, which ran
+its pure-Python ConvTasNet with that extension deleted.)
 
 Every measurement runs in its own child process (``--threads`` threads), the toolkits taking
 turns round-robin within each of ``--reps`` repetitions (the order rotates every repetition):
@@ -61,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRI = ROOT.parent / "shared" / "data" / "librispeech-mini"
 RATE = 8000
 SEED = 0
-TOOLKITS = ("audiomask", "asteroid", "torchaudio", "speechbrain")
+TOOLKITS = ("audiomask", "asteroid", "speechbrain")
 PEERS = TOOLKITS[1:]
 TUNED_GLIBC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
 # Asteroid's ConvTasNet arguments for the paper configuration (free filterbank).
@@ -82,23 +83,6 @@ def variants(toolkit: str, device: str) -> list[tuple]:
 
 # ---------------------------------------------------------------------------------------------
 # models (built in the parent once, in each child from the saved weights)
-
-def build_torchaudio():
-    """``torchaudio.models.ConvTasNet()`` (its defaults are the paper configuration) behind the
-    common ``[B, T] → [B, C, T]`` call; its own tensors are under ``.net``."""
-    import torch
-    from torchaudio.models import ConvTasNet
-
-    class TorchaudioConvTasNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = ConvTasNet()
-
-        def forward(self, mix):
-            return self.net(mix.unsqueeze(1))
-
-    return TorchaudioConvTasNet()
-
 
 def build_speechbrain():
     """SpeechBrain's Conv-TasNet in the paper configuration, ``[B, T] → [B, C, T]``, its forward
@@ -128,33 +112,8 @@ def build_speechbrain():
     return SpeechBrainConvTasNet()
 
 
-def torchaudio_state_dict(audiomask_state: dict, torchaudio_keys) -> dict:
-    """audiomask Conv-TasNet tensors under torchaudio's names. torchaudio's last block has no
-    residual conv (its output is unused in every implementation): that one tensor pair is
-    dropped, and nothing else may be."""
-    block = {"in_conv": "conv_layers.0", "in_act": "conv_layers.1", "in_norm": "conv_layers.2",
-             "dw_conv": "conv_layers.3", "dw_act": "conv_layers.4", "dw_norm": "conv_layers.5",
-             "res_conv": "res_out", "skip_conv": "skip_out"}
-    top = {"encoder.conv.weight": "encoder.weight", "decoder.conv.weight": "decoder.weight",
-           "masker.input_norm.": "mask_generator.input_norm.", "masker.bottleneck.": "mask_generator.input_conv.",
-           "masker.out_act.": "mask_generator.output_prelu.", "masker.out_conv.": "mask_generator.output_conv."}
-    out = {}
-    for key, value in audiomask_state.items():
-        if key.startswith("masker.blocks."):
-            index, layer, leaf = key.split(".")[2:]
-            out[f"mask_generator.conv_layers.{index}.{block[layer]}.{leaf}"] = value
-        else:
-            prefix = next(p for p in top if key.startswith(p))
-            out[top[prefix] + key[len(prefix):]] = value
-    last = max(int(k.split(".")[2]) for k in out if k.startswith("mask_generator.conv_layers."))
-    dropped = set(out) - set(torchaudio_keys)
-    if dropped - {f"mask_generator.conv_layers.{last}.res_out.{leaf}" for leaf in ("weight", "bias")}:
-        raise KeyError(f"torchaudio has no tensors {sorted(dropped)}")
-    return {k: v for k, v in out.items() if k not in dropped}
-
-
 def prepare_weights(workdir: Path) -> dict:
-    """Seeded Asteroid weights → the audiomask and torchaudio files; returns what loaded."""
+    """Seeded Asteroid weights → the audiomask file; returns what loaded."""
     import torch
     from asteroid.models import ConvTasNet as AsteroidConvTasNet
 
@@ -166,13 +125,6 @@ def prepare_weights(workdir: Path) -> dict:
     ours = convert("asteroid-convtasnet", asteroid.state_dict())
     ours.save(str(workdir / "audiomask.safetensors"))
     available = {"audiomask": None, "asteroid": None}
-    try:
-        net = build_torchaudio().net
-        net.load_state_dict(torchaudio_state_dict(ours.state_dict(), net.state_dict()))  # strict
-        torch.save(net.state_dict(), workdir / "torchaudio.pt")
-        available["torchaudio"] = None
-    except Exception as e:  # noqa: BLE001 — reported in the results
-        available["torchaudio"] = f"not measured: {type(e).__name__}: {e}"
     try:
         build_speechbrain()
         available["speechbrain"] = None
@@ -192,10 +144,6 @@ def load_model(toolkit: str, workdir: Path):
         from asteroid.models import ConvTasNet
         model = ConvTasNet(**ASTEROID_PAPER)
         model.load_state_dict(torch.load(workdir / "asteroid.pt", weights_only=True))
-        return model
-    if toolkit == "torchaudio":
-        model = build_torchaudio()
-        model.net.load_state_dict(torch.load(workdir / "torchaudio.pt", weights_only=True))
         return model
     if toolkit == "speechbrain":
         torch.manual_seed(SEED)
@@ -345,7 +293,7 @@ def _timed(fn) -> float:
 
 def output_diffs(workdir: Path, toolkits: list[str], seconds: float) -> dict:
     """Max |difference| of each toolkit's output from audiomask's on the first benchmark input
-    (whole signal and interior), and the check that torchaudio differs only by its framing."""
+    (whole signal and interior)."""
     import torch
 
     n = int(seconds * RATE)
@@ -359,28 +307,10 @@ def output_diffs(workdir: Path, toolkits: list[str], seconds: float) -> dict:
     for t, y in outputs.items():
         diffs[t] = (y - ref).abs().max().item()
         diffs[f"{t}_interior"] = (y - ref)[..., edge:-edge].abs().max().item()
-    if "torchaudio" in models:
-        diffs.update(torchaudio_same_framing(models["audiomask"], models["torchaudio"], mix, n))
     return diffs
 
 
-def torchaudio_same_framing(ours, torchaudio_model, mix, n: int) -> dict:
-    """audiomask with the authors' "centered" framing and torchaudio cut a signal of length
-    ``16 q + r``, 0 < r < 8, into the same frames: their outputs then differ by rounding only,
-    which shows that the weights map exactly and the framing is the whole difference."""
-    import dataclasses
 
-    import torch
-
-    from audiomask.models.convtasnet import ConvTasNet
-
-    length = n if 0 < n % 16 < 8 else n - n % 16 - 15
-    centered = ConvTasNet(dataclasses.replace(ours.config, framing="centered")).eval()
-    centered.load_state_dict(ours.state_dict())
-    with torch.inference_mode():
-        x = mix[:, :length]
-        diff = (centered(x) - torchaudio_model(x)).abs().max().item()
-    return {"torchaudio_same_framing": diff, "torchaudio_same_framing_samples": length}
 
 
 def flops_per_audio_second(model) -> float:
@@ -557,7 +487,7 @@ def machine() -> dict:
     cpu += " (AVX-512)" if "avx512f" in flags else " (AVX2)" if "avx2" in flags else ""
     mem = next((int(line.split()[1]) // 2**20 for line in open("/proc/meminfo") if line.startswith("MemTotal")), None)
     versions = {}
-    for dist in ("torch", "asteroid", "asteroid-filterbanks", "torchaudio", "speechbrain", "audiomask"):
+    for dist in ("torch", "asteroid", "asteroid-filterbanks", "speechbrain", "audiomask"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -630,8 +560,9 @@ Python {m['python']}; {v}. {args.threads} threads per measurement; load average 
 Command: `{info['command']}`
 
 Paper configuration (N 512, L 16, B 128, H 512, Sc 128, P 3, X 8, R 3, gLN, 2 sources,
-8 kHz); audiomask, Asteroid and torchaudio run the same weights (seeded Asteroid weights
-through `audiomask.interop.convert`, torchaudio loaded by name); SpeechBrain's Conv-TasNet is
+8 kHz); audiomask and Asteroid run the same weights (seeded Asteroid weights through
+`audiomask.interop.convert`); torchaudio is not measured (its only release for this torch is a
+CUDA build whose extension cannot load on a CPU machine); SpeechBrain's Conv-TasNet is
 another architecture (no skip path, channel-wise input norm, ReLU encoder and masks) with its
 own random weights. Input: a real two-talker LibriSpeech mixture at 8 kHz. Each number comes
 from its own child process; RTF is the best of {args.calls} timed call(s) after a warm-up, a
@@ -647,14 +578,7 @@ matmul speed measured in each repetition ({gflops} GFLOP/s).
 
 Output differences, on the {diffs.get('seconds', 0):g} s input (outputs peak at {diffs.get('output_peak', 0):.2g};
 "interior": all but {diffs.get('edge_samples', 0)} samples at each end): Asteroid runs the same
-computation in another order (float32 rounding). torchaudio pads the input to a multiple of the
-stride and convolves with padding = stride, so it has one more frame at each edge than the
-"valid" framing of Asteroid and audiomask: the first and last samples are overlap-added from
-other frames (the largest differences), and every gLN normalizes over a slightly different
-frame count, which moves all outputs a little (the interior difference). Its difference is that
-framing, not the weights: audiomask switched to the authors' "centered" framing frames a
-{diffs.get('torchaudio_same_framing_samples', 0)}-sample input exactly as torchaudio does, and then the two differ by
-{fmt(diffs.get('torchaudio_same_framing'), '.1e')}.
+computation in another order (float32 rounding).
 
 {tables(summary, args, diffs, skipped)}
 """
