@@ -17,29 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(_WIN32)
-#define AM_EXPORT __declspec(dllexport)
-#else
-#define AM_EXPORT __attribute__((visibility("default")))
-#endif
+#include "_native.h"
 
-AM_EXPORT void am_cln_step_f32(const float *x, double *state, const float *weight, const float *bias,
-                               float *out, int64_t B, int64_t F, int64_t C, double eps,
-                               int32_t has_slope, float slope) {
+AM_CLONES AM_EXPORT void am_cln_step_f32(const float *x, double *state, const float *weight,
+                                         const float *bias, float *out, int64_t B, int64_t F, int64_t C,
+                                         double eps, int32_t has_slope, float slope) {
+    const float a = has_slope ? slope : 1.0f;
     for (int64_t b = 0; b < B; ++b) {
         double s = state[3 * b], q = state[3 * b + 1], n = state[3 * b + 2];
         for (int64_t f = 0; f < F; ++f) {
             const float *xr = x + (b * F + f) * C;
             float *yr = out + (b * F + f) * C;
-            double fs = 0.0, fq = 0.0;
-            for (int64_t c = 0; c < C; ++c) {
-                float u = xr[c];
-                if (has_slope && u < 0.0f) u *= slope;
-                yr[c] = u;
-                double v = u;
-                fs += v;
-                fq += v * v;
-            }
+            for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] < 0.0f ? xr[c] * a : xr[c];
+            double fs, fq;
+            am_frame_moments(yr, C, &fs, &fq);
             s += fs;
             q += fq;
             n += (double)C;
@@ -59,7 +50,7 @@ AM_EXPORT void am_cln_step_f32(const float *x, double *state, const float *weigh
  *   (elements), rows contiguous; taps [P, H]; bias [H]; out [B, F, H] contiguous:
  *   out[b, f, h] = bias[h] + sum_k taps[k, h] · y[b, f + k·d, h].
  */
-AM_EXPORT void am_dwconv_f32(const float *y, int64_t y_bstride, const float *taps, const float *bias,
+AM_CLONES AM_EXPORT void am_dwconv_f32(const float *y, int64_t y_bstride, const float *taps, const float *bias,
                              float *out, int64_t B, int64_t F, int64_t H, int64_t P, int64_t d) {
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t f = 0; f < F; ++f) {
@@ -72,33 +63,6 @@ AM_EXPORT void am_dwconv_f32(const float *y, int64_t y_bstride, const float *tap
             }
         }
     }
-}
-
-/* am_stream_mid_f32: the middle of a causal (cLN) TCN block for the next F frames of a stream,
- * in one call: for each batch element b,
- *   n = cLN(prelu(h, a1)) with running sums state1[b]   → appended to the history buffer,
- *   v = bias + Σ_k taps[k] · history[f + k·d]          (the last (P−1)·d frames, then the new),
- *   z = cLN(prelu(v, a2)) with running sums state2[b].
- * h, z [B, F, H] contiguous; buffer [B, cap, H] contiguous holds the history, whose last
- * `context` = (P−1)·d frames end at `end`; when the new frames do not fit they move to the
- * front first. Returns the new end, or −1 when context + F > cap (the caller grows it). */
-AM_EXPORT int64_t am_stream_mid_f32(const float *h, int64_t B, int64_t F, int64_t H, float a1,
-                                    double *state1, const float *w1, const float *b1,
-                                    float *buffer, int64_t cap, int64_t end, int64_t context,
-                                    const float *taps, const float *bias, int64_t P, int64_t d,
-                                    float a2, double *state2, const float *w2, const float *b2,
-                                    double eps, float *z) {
-    if (context + F > cap) return -1;
-    int64_t start = end;
-    if (end + F > cap) start = context;
-    for (int64_t b = 0; b < B; ++b) {
-        float *buf = buffer + b * cap * H;
-        if (start != end && context > 0) memmove(buf, buf + (end - context) * H, (size_t)(context * H) * sizeof(float));
-        am_cln_step_f32(h + b * F * H, state1 + 3 * b, w1, b1, buf + start * H, 1, F, H, eps, 1, a1);
-        am_dwconv_f32(buf + (start - context) * H, 0, taps, bias, z + b * F * H, 1, F, H, P, d);
-        am_cln_step_f32(z + b * F * H, state2 + 3 * b, w2, b2, z + b * F * H, 1, F, H, eps, 1, a2);
-    }
-    return start + F;
 }
 
 /* ---- the gLN TCN block on whole signals, frames-major rows [T, H] ---------------------------
@@ -120,11 +84,6 @@ AM_EXPORT int64_t am_stream_mid_f32(const float *h, int64_t B, int64_t F, int64_
  *   4. am_gln_prelu_bwd_f32:  dh = prelu'(h) · r1 (γ1 dn − cA1 − n̂ cB1); Σ_t dh (1×1 bias),
  *                             Σ du·h over h ≤ 0 (slope a1)
  * with cA = Σ_c γ_c dβ_c / (T·H), cB = Σ_c γ_c dγ_c / (T·H) (the gLN backward's two means). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define AM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define AM_CLONES
-#endif
 #define AM_FLUSH 64
 #define AM_MAX_THREADS 64
 

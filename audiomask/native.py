@@ -49,10 +49,12 @@ if os.environ.get("AUDIOMASK_NO_NATIVE") != "1":
             _bgln.argtypes = [_P, _P, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
             for _f in (_bsums, _bdw, _bdwin, _bgln):
                 _f.restype = ctypes.c_int
-            _smid = _LIB.am_stream_mid_f32
-            _smid.argtypes = [_P, _I, _I, _I, _F, _P, _P, _P, _P, _I, _I, _I, _P, _P, _I, _I, _F, _P, _P, _P,
-                              ctypes.c_double, _P]
-            _smid.restype = ctypes.c_int64
+            _tcn = _LIB.am_tcn_stream_f32
+            _tcn.argtypes = [_P, _I, _P, _I, _I, _I, _I, _I, ctypes.c_double, _P, _P, _T]
+            _tcn.restype = ctypes.c_int
+            _tcn_posix = _LIB.am_tcn_stream_posix_threads
+            _tcn_posix.argtypes = [_T]
+            _tcn_posix.restype = None
         except (OSError, AttributeError):
             _LIB = None
 
@@ -185,24 +187,33 @@ def gln_prelu_bwd(dn: torch.Tensor, h: torch.Tensor, a1: float, gamma: torch.Ten
     return acc
 
 
-# -- streaming: the middle of a causal (cLN) TCN block in one call ---------------------------
-def stream_mid(h: torch.Tensor, a1: float, state1: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-               buffer: torch.Tensor, end: int, context: int, taps: torch.Tensor, bias: torch.Tensor,
-               dilation: int, a2: float, state2: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-               eps: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``z = cLN(prelu(dwconv(history ++ cLN(prelu(h, a1))), a2))`` for the next frames
-    ``h [B, F, H]`` (contiguous float32): the two cumulative norms update ``state1``/``state2``
-    ``[B, 3]`` (float64) in place, the normalised frames are appended to the depthwise conv's
-    history ``buffer [B, cap, H]`` (a :func:`~audiomask.nn.history.history_buffer`, grown here
-    when a block does not fit). Returns ``(z, buffer, end)``."""
-    batch, frames, hidden = h.shape
-    if context + frames > buffer.shape[1]:  # a block longer than the spare room
-        grown = buffer.new_zeros(batch, context + 2 * frames, hidden)
-        grown[:, :context] = buffer[:, end - context : end]
-        buffer, end = grown, context
-    z = torch.empty_like(h)
-    end = _smid(h.data_ptr(), batch, frames, hidden, a1, state1.data_ptr(), w1.data_ptr(), b1.data_ptr(),
-                buffer.data_ptr(), buffer.shape[1], end, context, taps.data_ptr(), bias.data_ptr(),
-                taps.shape[0], dilation, a2, state2.data_ptr(), w2.data_ptr(), b2.data_ptr(), float(eps),
-                z.data_ptr())
-    return z, buffer, end
+# -- streaming: every block of a causal (cLN) TCN in one call --------------------------------
+class TCNStreamBlock(ctypes.Structure):
+    """One block of :func:`tcn_stream` (``am_tcn_block`` in ``_native_tcn_stream.c``): pointers to
+    its weights (1×1 weights transposed, k-major), its history buffer and its two norms' running
+    sums, and the history's capacity/end/context in frames."""
+
+    _fields_ = ([(name, ctypes.c_void_p) for name in ("w_in", "b_in", "n1w", "n1b", "taps", "dw_b", "n2w",
+                                                       "n2b", "w_out", "buffer", "state1", "state2")]
+                + [(name, ctypes.c_int64) for name in ("cap", "end", "context", "P", "d")]
+                + [("a1", ctypes.c_float), ("a2", ctypes.c_float)])
+
+
+def tcn_stream(blocks: ctypes.Array, acc: torch.Tensor, batch: int, frames: int, n_bn: int, hidden: int,
+               eps: float) -> None:
+    """Runs every block over ``acc [B·F, W]`` (``[x | skip]``, contiguous float32) in place: the
+    histories, norm sums and ends in ``blocks`` are updated. Every history must have room for
+    ``frames`` more frames (``context + frames <= cap``)."""
+    rows, width = acc.shape
+    h = acc.new_empty(rows, hidden)
+    z = acc.new_empty(rows, hidden)
+    status = _tcn(ctypes.addressof(blocks), len(blocks), acc.data_ptr(), batch, frames, n_bn, hidden, width,
+                  float(eps), h.data_ptr(), z.data_ptr(), torch.get_num_threads())
+    if status != 0:
+        raise MemoryError("audiomask._native: a history buffer is too short, or no scratch memory")
+
+
+def tcn_stream_posix_threads(on: bool) -> None:
+    """Run :func:`tcn_stream` on POSIX threads of its own even where PyTorch's OpenMP team is
+    available (for tests of that path; the team is faster: its threads are already awake)."""
+    _tcn_posix(int(on))

@@ -47,17 +47,22 @@ def test_dwconv_kernel_equals_conv1d(dilation, taps):
         assert torch.allclose(out, ref.transpose(1, 2)[:, -frames:], atol=1e-5)
 
 
-def test_stream_equals_offline_with_and_without_the_kernels(monkeypatch):
+@pytest.mark.parametrize("posix_threads", [False, True])
+def test_stream_equals_offline_with_and_without_the_kernels(monkeypatch, posix_threads):
     torch.manual_seed(2)
     model = audiomask.build("convtasnet", "small-causal").eval()
     x = torch.randn(2, 3000) * 0.3
     with torch.inference_mode():
         ref = model(x)
+    if native.ENABLED:  # the whole-TCN kernel on PyTorch's OpenMP team, or on threads of its own
+        native.tcn_stream_posix_threads(posix_threads)
     for enabled in (True, False):
         monkeypatch.setattr(native, "ENABLED", enabled)
         session = model.stream(batch=2)
-        assert (session._mask.native is not None) == enabled  # the three-call step of the C kernels
+        assert (session._mask.native is not None) == enabled  # all TCN blocks in one C call
         # blocks of 97 samples, then ones longer than the histories' spare room (they grow)
         cuts = list(range(0, 1500, 97)) + [1500, 2900, 2901, 3000]
         outs = [session.process(x[:, a:b]) for a, b in zip(cuts, cuts[1:])] + [session.flush()]
         assert (torch.cat(outs, -1) - ref).abs().max() < 1e-5
+    if native.ENABLED:
+        native.tcn_stream_posix_threads(False)

@@ -137,9 +137,8 @@ class TCNMasker(nn.Module):
         Equals :meth:`forward` over the whole signal restricted to these frames, with work
         proportional to ``F`` (:func:`~audiomask.maskers.tcn_stream.tcn_step`)."""
         s = state
-        if s.native is not None and rep.shape[-1] > 0:  # the C kernels: three calls per block
-            return native_step(rep, s.native, s.eps, self.n_src, self.mask_act, s.norm_states, s.buffers,
-                               s.ends), s
+        if s.native is not None and rep.shape[-1] > 0:  # the C kernels: all blocks in one call
+            return native_step(rep, s.native, s.eps, self.n_src, self.mask_act), s
         masks, s.norm_states, s.buffers, s.ends = tcn_step(
             rep, s.head, s.blocks, s.dilations, s.norm, s.eps, self.n_src, self.mask_act,
             s.skip_chan, s.norm_states, s.buffers, s.ends)
@@ -183,4 +182,5 @@ class TCNStreamState:
             self.ends.append(end)
             self.norm_states += [b.in_norm.initial_state(batch, device), b.dw_norm.initial_state(batch, device)]
         applies = NativeStreamPlan.applies(self.norm, self.head, self.blocks)
-        self.native = NativeStreamPlan(self.head, self.blocks, self.dilations) if applies else None
+        self.native = (NativeStreamPlan(self.head, self.blocks, self.dilations, self.norm_states, self.buffers,
+                                        self.ends) if applies else None)

@@ -1,13 +1,13 @@
-"""The causal (cLN) TCN's streaming step with the C kernels: three calls per block.
+"""The causal (cLN) TCN's streaming step with the C kernels: all TCN blocks in one call.
 
 :func:`~audiomask.maskers.tcn_stream.tcn_step` issues about eight tensor ops per TCN block;
-for a 10 ms block (ten frames) their fixed cost is most of the time. Here each block is
+for a 10 ms block (ten frames) their fixed cost is most of the time. Here the step is
 
-1. ``h = x Wᵢₙᵀ + b̃ᵢₙ`` — one ``addmm`` reading the residual path in place;
-2. :func:`audiomask.native.stream_mid` — PReLU + cumulative LN, history append, dilated
-   depthwise conv, PReLU + cumulative LN, in one C call;
-3. ``[x | skip] += z Wₒᵤₜᵀ`` — one in-place ``addmm`` into one accumulator holding the residual
-   path and the summed skips.
+1. the input cLN (:func:`audiomask.native.cln_step`) and the bottleneck ``x = Wᵦₙ n + bᵦₙ``;
+2. :func:`audiomask.native.tcn_stream` — every TCN block (1×1 conv in, PReLU + cLN, history
+   append, dilated depthwise conv, PReLU + cLN, residual and skip 1×1 convs) in one C call on
+   ``torch.get_num_threads()`` threads, over one accumulator ``[x | skip]``;
+3. the mask head (PReLU, 1×1 conv, activation).
 
 The residual and skip 1×1 convs' biases are not added per block: they are constants, so the
 residual biases of the blocks before block ``i`` are folded into its input bias
@@ -27,53 +27,85 @@ from audiomask.maskers.tcn_stream import (DW_A, DW_B, IN_A, IN_B, IN_W, N1_B, N1
 
 
 class NativeStreamPlan:
-    """Weights of a causal cLN TCN in the layout of :func:`native_step`, made once per stream
-    from the prepared lists of :class:`~audiomask.maskers.tcn.TCNStreamState`."""
+    """A causal cLN TCN's weights in the layout of :func:`native.tcn_stream`, made once per stream
+    from the prepared lists of :class:`~audiomask.maskers.tcn.TCNStreamState`, with the stream's
+    state: the norms' running sums ``norm_states`` (``[B, 3]`` float64: the input norm's, then
+    two per block) and each block's history buffer (owned here; grown when a block does not fit)."""
 
-    def __init__(self, head: list[Tensor], blocks: list[list[Tensor]], dilations: list[int]) -> None:
+    def __init__(self, head: list[Tensor], blocks: list[list[Tensor]], dilations: list[int],
+                 norm_states: list[Tensor], buffers: list[Tensor], ends: list[int]) -> None:
         self.norm_w, self.norm_b, self.w_bn, self.b_bn = head[0], head[1], head[2], head[3]
         self.out_slope, self.w_mask, self.b_mask = head[4], head[5], head[6]
-        n_bn = self.w_bn.shape[0]
-        self.n_bn = n_bn
-        offset = torch.zeros(n_bn)
-        skip_const = torch.zeros(blocks[0][OUT_W].shape[0] - n_bn) if blocks else torch.zeros(0)
-        self.blocks = []
-        for w, d in zip(blocks, dilations):
-            self.blocks.append((w[IN_W], w[IN_B] + w[IN_W] @ offset, float(w[IN_A]), w[N1_W], w[N1_B],
-                                w[TAPS].contiguous(), w[DW_B].contiguous(), d, (w[TAPS].shape[0] - 1) * d,
-                                float(w[DW_A]), w[N2_W], w[N2_B], w[OUT_W]))
-            offset = offset + w[OUT_B][:n_bn]
-            skip_const = skip_const + w[OUT_B][n_bn:]
+        self.n_bn = self.w_bn.shape[0]
+        self.hidden = blocks[0][IN_W].shape[0] if blocks else 0
+        self.width = blocks[0][OUT_W].shape[0] if blocks else self.n_bn
+        self.norm_states, self.buffers = norm_states, list(buffers)
+        self._keep: list[Tensor] = []  # tensors the C structs point into
+        self.cblocks = (native.TCNStreamBlock * len(blocks))()
+        offset = torch.zeros(self.n_bn)
+        skip_const = torch.zeros(self.width - self.n_bn)
+        for i, (w, d) in enumerate(zip(blocks, dilations)):
+            parts = {"w_in": _panels(w[IN_W]), "b_in": (w[IN_B] + w[IN_W] @ offset).contiguous(),
+                     "n1w": w[N1_W].contiguous(), "n1b": w[N1_B].contiguous(), "taps": w[TAPS].contiguous(),
+                     "dw_b": w[DW_B].contiguous(), "n2w": w[N2_W].contiguous(), "n2b": w[N2_B].contiguous(),
+                     "w_out": _panels(w[OUT_W]), "state1": norm_states[2 * i + 1],
+                     "state2": norm_states[2 * i + 2]}
+            c = self.cblocks[i]
+            for name, tensor in parts.items():
+                setattr(c, name, tensor.data_ptr())
+                self._keep.append(tensor)
+            c.P, c.d, c.context = w[TAPS].shape[0], d, (w[TAPS].shape[0] - 1) * d
+            c.a1, c.a2 = float(w[IN_A]), float(w[DW_A])
+            self._set_buffer(i, buffers[i], ends[i])
+            offset = offset + w[OUT_B][: self.n_bn]
+            skip_const = skip_const + w[OUT_B][self.n_bn :]
         self.res_const, self.skip_const = offset, skip_const
 
     @staticmethod
     def applies(norm: str, head: list[Tensor], blocks: list[list[Tensor]]) -> bool:
-        """cLN, kernels built, float32 CPU weights, one-slope PReLUs."""
-        return (norm == "cLN" and native.ENABLED and head[0].device.type == "cpu"
-                and head[0].dtype == torch.float32
+        """cLN, kernels built, float32 CPU weights, one-slope PReLUs, at least one block, and
+        hidden and residual + skip widths that are multiples of 16 (the kernel's panels)."""
+        return (norm == "cLN" and native.ENABLED and len(blocks) > 0 and head[0].device.type == "cpu"
+                and head[0].dtype == torch.float32 and blocks[0][IN_W].shape[0] % 16 == 0
+                and blocks[0][OUT_W].shape[0] % 16 == 0
                 and all(w[IN_A].numel() == 1 and w[DW_A].numel() == 1 for w in blocks))
 
+    def _set_buffer(self, i: int, buffer: Tensor, end: int) -> None:
+        self.buffers[i] = buffer
+        c = self.cblocks[i]
+        c.buffer, c.cap, c.end = buffer.data_ptr(), buffer.shape[1], end
 
-def native_step(rep: Tensor, plan: NativeStreamPlan, eps: float, n_src: int, mask_act: str,
-                norm_states: list[Tensor], buffers: list[Tensor], ends: list[int]) -> Tensor:
-    """Masks ``[B, C, N, F]`` for the next frames ``rep [B, N, F]``; the state lists (norm sums,
-    histories) are updated in place."""
+    def make_room(self, frames: int) -> None:
+        """Grow the histories that cannot take ``frames`` more frames (a block longer than the
+        spare room), keeping their last ``context`` frames."""
+        for i, c in enumerate(self.cblocks):
+            if c.context + frames > c.cap:
+                old = self.buffers[i]
+                grown = old.new_zeros(old.shape[0], c.context + 2 * frames, old.shape[2])
+                grown[:, : c.context] = old[:, c.end - c.context : c.end]
+                self._set_buffer(i, grown, c.context)
+
+
+def _panels(weight: Tensor) -> Tensor:
+    """A 1×1 conv's weight ``[N, K]`` (N a multiple of 16) as the kernel's panels ``[N/16, K, 16]``:
+    panel ``p`` holds output channels ``16p … 16p+15``, k-major."""
+    n, k = weight.shape
+    return weight.reshape(n // 16, 16, k).transpose(1, 2).contiguous()
+
+
+def native_step(rep: Tensor, plan: NativeStreamPlan, eps: float, n_src: int, mask_act: str) -> Tensor:
+    """Masks ``[B, C, N, F]`` for the next frames ``rep [B, N, F]``; the plan's state (norm sums,
+    histories) is updated in place."""
     batch, n_filters, frames = rep.shape
-    x = native.cln_step(rep.transpose(1, 2).contiguous(), norm_states[0], plan.norm_w, plan.norm_b, eps)
+    x = native.cln_step(rep.transpose(1, 2).contiguous(), plan.norm_states[0], plan.norm_w, plan.norm_b, eps)
     rows = x.view(batch * frames, n_filters)
-    width = plan.blocks[0][12].shape[0] if plan.blocks else plan.n_bn
-    acc = torch.cat([torch.addmm(plan.b_bn, rows, plan.w_bn.t()),
-                     rows.new_zeros(batch * frames, width - plan.n_bn)], 1)  # [x | skip]
-    residual = acc[:, : plan.n_bn]
-    for i, (w_in, b_in, a1, n1w, n1b, taps, dw_b, d, context, a2, n2w, n2b, w_out) in enumerate(plan.blocks):
-        h = torch.addmm(b_in, residual, w_in.t()).view(batch, frames, -1)
-        z, buffers[i], ends[i] = native.stream_mid(h, a1, norm_states[2 * i + 1], n1w, n1b, buffers[i],
-                                                   ends[i], context, taps, dw_b, d, a2,
-                                                   norm_states[2 * i + 2], n2w, n2b, eps)
-        acc.addmm_(z.view(batch * frames, -1), w_out.t())
-    if width > plan.n_bn:
+    acc = rows.new_zeros(batch * frames, plan.width)  # [x | skip]
+    torch.addmm(plan.b_bn, rows, plan.w_bn.t(), out=acc[:, : plan.n_bn])
+    plan.make_room(frames)
+    native.tcn_stream(plan.cblocks, acc, batch, frames, plan.n_bn, plan.hidden, eps)
+    if plan.width > plan.n_bn:
         features = acc[:, plan.n_bn :] + plan.skip_const
     else:
-        features = residual + plan.res_const
+        features = acc + plan.res_const
     scores = torch.addmm(plan.b_mask, F.prelu(features, plan.out_slope), plan.w_mask.t())
     return activate_masks(scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1), mask_act)
