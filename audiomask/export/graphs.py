@@ -295,19 +295,36 @@ def _rebuild(structure: Any, leaves: List[Tensor]) -> Any:
 @contextlib.contextmanager
 def tracing_mode() -> Iterator[None]:
     """What exporting needs switched for the duration: the optional C kernels off (a graph
-    can only hold PyTorch ops), and TIGER's adaptive average pooling — whose output size is a
+    can only hold PyTorch ops); TIGER's adaptive average pooling — whose output size is a
     plain ``int`` argument, so tracing it fixes the input length — computed from a cumulative
-    sum, which keeps the length symbolic (the same numbers, to float rounding)."""
+    sum, which keeps the length symbolic (the same numbers, to float rounding); and the global
+    layer norm's statistics summed per channel first (:func:`_graph_global_norm`)."""
     from audiomask import native
     from audiomask.nn import multiscale
+    from audiomask.nn.norms import GlobalLayerNorm
 
-    enabled, functional = native.ENABLED, multiscale.F
+    enabled, functional, gln = native.ENABLED, multiscale.F, GlobalLayerNorm.forward
     native.ENABLED = False
     multiscale.F = _TraceableFunctional()
+    GlobalLayerNorm.forward = _graph_global_norm
     try:
         yield
     finally:
-        native.ENABLED, multiscale.F = enabled, functional
+        native.ENABLED, multiscale.F, GlobalLayerNorm.forward = enabled, functional, gln
+
+
+def _graph_global_norm(self: nn.GroupNorm, x: Tensor) -> Tensor:
+    """gLN (``GroupNorm(1, C)``) of ``x [B, C, T…]`` as a graph, with its mean and variance taken
+    over time first, then over channels (equal counts, so the mean of means is the mean).
+    Exported as is, GroupNorm becomes one float32 reduction over all ``C·T`` values, which
+    onnxruntime sums with an error that grows with the count: for the trained Conv-TasNet at
+    4 s that moved outputs by 2.4e-4; summed in two stages, 8e-7 (against float64)."""
+    dims = tuple(range(2, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True).mean(dim=1, keepdim=True)
+    centred = x - mean
+    var = centred.pow(2).mean(dim=dims, keepdim=True).mean(dim=1, keepdim=True)
+    shape = (1, -1) + (1,) * len(dims)
+    return centred * (var + self.eps).rsqrt() * self.weight.view(shape) + self.bias.view(shape)
 
 
 class _TraceableFunctional:
