@@ -179,3 +179,24 @@ def test_mac_count_sees_the_work_of_the_kernels():
         assert count_macs(model, seconds=0.25) == with_kernels
     finally:
         native.ENABLED = True
+
+
+def test_onednn_dense_layers_equal_linear():
+    """The oneDNN inner products of the fast path (when this build has them) equal ``F.linear``
+    and ``addmm``; switched off, the same functions are those ops."""
+    from audiomask.nn import onednn
+
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(4001, 128, generator=gen), torch.randn(512, 128, generator=gen), torch.randn(512, generator=gen)
+    other = torch.randn(4001, 512, generator=gen)
+    ref, ref_add = torch.nn.functional.linear(x, w, b), torch.addmm(other, x, w.t())
+    saved = onednn.ENABLED
+    try:
+        for on in (True, False):
+            onednn.ENABLED = on and onednn._probe()
+            with torch.inference_mode():
+                assert (onednn.linear(x, w, b) - ref).abs().max() <= 1e-4 * ref.abs().max()
+                assert (onednn.linear_add(x, other, w) - ref_add).abs().max() <= 1e-4 * ref_add.abs().max()
+                assert (onednn.linear(x[:, :64], w[:, :64]) - x[:, :64] @ w[:, :64].t()).abs().max() <= 1e-3
+    finally:
+        onednn.ENABLED = saved

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
+from audiomask.nn import onednn
 from audiomask.nn.norms import GlobalLayerNorm
 
 
@@ -127,32 +128,32 @@ def tcn_features(masker, rep: Tensor) -> Tensor:
     rep = rep.contiguous()
     n_bn = p.w_bn.shape[0]
     width = p.blocks[0].w_out.shape[0] if p.blocks else n_bn
-    acc = rep.new_zeros(frames, width)  # [x | skip]: residual path and summed skips
-    x = acc[:, :n_bn]
     mean, inv = _moments(native.prelu_stats(rep, 1.0), rep.numel(), p.eps)
-    x.addmm_(rep, p.w_bn.t(), beta=0.0, alpha=inv)
     offset = p.b_bn - p.w_bn_gamma * (mean * inv)  # x = acc[:, :B] + offset
-    skip_offset = rep.new_zeros(width - n_bn)
     if not p.blocks:
-        return x + offset
+        return onednn.linear(rep, p.w_bn * inv, offset)
+    acc = rep.new_zeros(frames, width)  # [x | skip]: residual path and summed skips
+    acc[:, :n_bn] = onednn.linear(rep, p.w_bn * inv)
+    skip_offset = rep.new_zeros(width - n_bn)
     hidden = p.blocks[0].w_in.shape[0]
-    h, g = rep.new_empty(frames, hidden), rep.new_empty(frames, hidden)
+    g = rep.new_empty(frames, hidden)
     count = frames * hidden
     for b in p.blocks:
-        torch.addmm(torch.addmv(b.b_in, b.w_in, offset), x, b.w_in.t(), out=h)
+        h = onednn.linear(acc[:, :n_bn], b.w_in, torch.addmv(b.b_in, b.w_in, offset))
         mean, inv = _moments(native.prelu_stats(h, b.slope_in), count, b.eps1)
         scale = b.gamma1 * inv
         shift = b.beta1 - scale * mean
         sums = native.norm_dwconv_prelu(h, b.slope_in, scale, shift, b.taps, b.dw_bias, b.dilation,
                                         b.pad, b.slope_dw, g)
+        del h
         mean, inv = _moments(sums, count, b.eps2)
-        acc.addmm_(g, b.w_out.t(), alpha=inv)
+        acc = onednn.linear_add(g, acc, b.w_out * inv)
         const = b.b_out - b.w_gamma * (mean * inv)
         offset = offset + const[:n_bn]
         skip_offset = skip_offset + const[n_bn:]
     if width > n_bn:
         return acc[:, n_bn:].add_(skip_offset)
-    return x.add_(offset)
+    return acc.add_(offset)
 
 
 @torch.no_grad()
@@ -161,5 +162,5 @@ def tcn_scores(masker, features: Tensor) -> Tensor:
     (the activation, :meth:`TCNMasker._activate`, is element-wise or across sources, so it
     applies to the ``[T, C, N]`` view as it is)."""
     out = masker.out_conv
-    return torch.addmm(out.bias, F.prelu(features, masker.out_act.weight), out.weight[:, :, 0].t())
+    return onednn.linear(F.prelu(features, masker.out_act.weight), out.weight[:, :, 0], out.bias)
 

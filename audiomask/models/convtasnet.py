@@ -15,6 +15,7 @@ import torch
 from audiomask.filterbanks import ConvDecoder, ConvEncoder
 from audiomask.maskers import tcn_fast
 from audiomask.maskers.tcn import TCNMasker
+from audiomask.nn import onednn
 from audiomask.models.base import EncoderMaskerDecoder, as_batch
 from audiomask.models.registry import register_model
 
@@ -108,12 +109,12 @@ class ConvTasNet(EncoderMaskerDecoder):
         masker, basis = self.masker, self.decoder.conv.weight[:, 0]  # [N, L]
         rep = self.encoder.frames_major(wav)  # [F, N]
         features = torch.nn.functional.prelu(tcn_fast.tcn_features(masker, rep), masker.out_act.weight)
-        w_out, b_out = masker.out_conv.weight[:, :, 0].t(), masker.out_conv.bias
+        w_out, b_out = masker.out_conv.weight[:, :, 0], masker.out_conv.bias
         n_frames, n_src = rep.shape[0], self.n_src
         frames = rep.new_empty(n_src, n_frames, basis.shape[1])
         for t0 in range(0, n_frames, self._MASK_CHUNK):
             t1 = min(t0 + self._MASK_CHUNK, n_frames)
-            scores = torch.addmm(b_out, features[t0:t1], w_out).view(t1 - t0, n_src, -1)
+            scores = onednn.linear(features[t0:t1], w_out, b_out).view(t1 - t0, n_src, -1)
             masked = masker._activate(scores).mul_(rep[t0:t1].unsqueeze(1))  # [F', C, N]
             torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
         return self.decoder.decode_frames(frames, wav.shape[-1])
