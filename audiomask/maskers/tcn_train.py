@@ -7,7 +7,8 @@ for the paper configuration and a batch of 4 × 4 s that is ~4.7 GB, and its dep
 and norms run at memory speed in many separate passes. :class:`FusedTCNBlock` computes the
 block frames-major (``[B, T, ·]``) with the C kernels of :mod:`audiomask.native` (the
 inference path's :mod:`~audiomask.maskers.tcn_fast` passes, plus four backward passes) and
-matmuls, saves only its input ``x [B, T, B]``, the 1×1 conv output ``h [B, T, H]`` and the
+matmuls (oneDNN's inner product, :mod:`audiomask.nn.onednn`, for those of the forward pass and
+the input gradients; ``torch.mm`` for the weight gradients), saves only its input ``x [B, T, B]``, the 1×1 conv output ``h [B, T, H]`` and the
 per-example gLN statistics (recomputing ``h`` would cost a tenth of the step's matmuls), and
 in the backward pass recomputes the depthwise pass (one C pass) before going back through it.
 Gradients equal autograd's through the module to float32 rounding (tests: ≤ 1e-4 relative).
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from audiomask import native
+from audiomask.nn import onednn
 from audiomask.nn.norms import GlobalLayerNorm
 
 
@@ -70,11 +72,11 @@ class FusedTCNBlock(torch.autograd.Function):
         x = x.contiguous()
         batch, frames, _ = x.shape
         taps, sa1, sa2 = dw_w[:, 0].t().contiguous(), float(a1), float(a2)
-        h = torch.addmm(b_in, x.view(batch * frames, -1), w_in.t()).view(batch, frames, -1)
+        h = onednn.linear(x.view(batch * frames, -1), w_in, b_in).view(batch, frames, -1)
         g = torch.empty_like(h)
         stats = _middle(h, None, sa1, g1, be1, taps, dw_b, dilation, pad, sa2, eps1, eps2, g)
         mu2, r2 = (torch.tensor([s[i] for s in stats]) for i in (2, 3))
-        y = torch.mm(g.view(batch * frames, -1), (w_out * g2).t()).view(batch, frames, -1)
+        y = onednn.linear(g.view(batch * frames, -1), w_out * g2).view(batch, frames, -1)
         const = b_out + w_out @ be2 - (w_out @ g2) * (mu2 * r2)[:, None]  # [B, Bc + Sc]
         y.mul_(r2.view(batch, 1, 1)).add_(const.unsqueeze(1))
         ctx.save_for_backward(x, h, w_in, g1, be1, dw_w, dw_b, g2, be2, w_out)
@@ -94,7 +96,7 @@ class FusedTCNBlock(torch.autograd.Function):
         x_rows = x.view(batch * frames, -1)
         g, v = torch.empty_like(h), torch.empty_like(h)
         _middle(h, stats, sa1, g1, be1, taps, dw_b, dilation, pad, sa2, eps1, eps2, g, v)
-        dm = torch.mm(dy.view(batch * frames, -1), w_out).view(batch, frames, hidden)
+        dm = onednn.linear(dy.view(batch * frames, -1), w_out.t().contiguous()).view(batch, frames, hidden)
         dv, dh = torch.empty(frames, hidden), torch.empty_like(h)
         acc = torch.zeros(n_taps + 8, hidden, dtype=torch.float64)
         d_taps, d_dwb, d_a2, d_g2, d_be2, d_g1, d_be1, d_bin, d_a1 = (
@@ -125,7 +127,7 @@ class FusedTCNBlock(torch.autograd.Function):
         d_w_out = ((scaled - (per_example * (mu2 * r2)[:, None]).sum(0)[:, None]) * g2
                    + per_example.sum(0)[:, None] * be2)
         dh_rows = dh.view(batch * frames, hidden)
-        dx = torch.mm(dh_rows, w_in).view_as(x)
+        dx = onednn.linear(dh_rows, w_in.t().contiguous()).view_as(x)
         return (dx, torch.mm(dh_rows.t(), x_rows), d_bin.float(), d_a1.sum().float().view(1),
                 d_g1.float(), d_be1.float(), d_taps.t().float().unsqueeze(1), d_dwb.float(),
                 d_a2.sum().float().view(1), d_g2.float(), d_be2.float(), d_w_out, per_example.sum(0),
