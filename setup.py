@@ -12,6 +12,7 @@ from setuptools import Extension, find_namespace_packages, setup
 
 setup(packages=find_namespace_packages(include=["audiomask*"]) + ["audiomask.kernels"],
       package_dir={"audiomask.kernels": "kernels"},
-      ext_modules=[Extension("audiomask._native", ["audiomask/_native.c", "audiomask/_native_tcn_stream.c"], optional=True,
+      ext_modules=[Extension("audiomask._native", ["audiomask/_native.c", "audiomask/_native_team.c",
+                                                       "audiomask/_native_tcn_stream.c"], optional=True,
                              depends=["audiomask/_native.h"], extra_compile_args=["-O3", "-pthread"],
                              extra_link_args=["-pthread", "-ldl"])])

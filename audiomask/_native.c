@@ -12,7 +12,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +84,6 @@ AM_CLONES AM_EXPORT void am_dwconv_f32(const float *y, int64_t y_bstride, const 
  *                             Σ du·h over h ≤ 0 (slope a1)
  * with cA = Σ_c γ_c dβ_c / (T·H), cB = Σ_c γ_c dγ_c / (T·H) (the gLN backward's two means). */
 #define AM_FLUSH 64
-#define AM_MAX_THREADS 64
 
 typedef struct {
     const float *x;   /* the [T, H] input of a pass (dm, dv or dn in the backward ones) */
@@ -109,34 +107,44 @@ static inline void am_row_moments(const float *u, int64_t H, float *as, float *a
     }
 }
 
+/* Each pass copies the job's fields into restrict-qualified locals first: a store through an
+ * output row could otherwise alias the job's own fields (floats and float pointers), and the
+ * compiler would reload them in every iteration instead of vectorising the loop. */
+#define AM_R __restrict__
+
 AM_CLONES static void am_stats_rows(am_job *j) {
-    const int64_t H = j->H;
-    float *buf = calloc(3 * (size_t)H, sizeof(float));
+    const int64_t H = j->H, ld = j->ld;
+    const float a1 = j->a1, *AM_R x = j->x;
+    float *AM_R buf = calloc(3 * (size_t)H, sizeof(float));
     if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
+    float *AM_R u = buf + 2 * H;
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        const float *row = j->x + t * j->ld;
-        for (int64_t c = 0; c < H; ++c) buf[2 * H + c] = am_prelu(row[c], j->a1);
-        am_row_moments(buf + 2 * H, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
+        const float *AM_R row = x + t * ld;
+        for (int64_t c = 0; c < H; ++c) u[c] = am_prelu(row[c], a1);
+        am_row_moments(u, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
     }
     free(buf);
 }
 
 AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
-    const int64_t H = j->H;
-    float *buf = calloc(2 * (size_t)H, sizeof(float));
+    const int64_t H = j->H, ld = j->ld, P = j->P, d = j->d, pad = j->pad, T = j->T;
+    const float a1 = j->a1, a2 = j->a2;
+    const float *AM_R x = j->x, *AM_R scale = j->scale, *AM_R shift = j->shift, *AM_R taps = j->taps,
+                *AM_R bias = j->bias;
+    float *AM_R out = j->out, *AM_R pre = j->pre;
+    float *AM_R buf = calloc(2 * (size_t)H, sizeof(float));
     if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        float *o = j->out + t * H;
-        for (int64_t c = 0; c < H; ++c) o[c] = j->bias[c];
-        for (int64_t k = 0; k < j->P; ++k) {
-            int64_t src = t + k * j->d - j->pad;
-            if (src < 0 || src >= j->T) continue;
-            const float *row = j->x + src * j->ld, *w = j->taps + k * H;
-            for (int64_t c = 0; c < H; ++c)
-                o[c] += w[c] * (am_prelu(row[c], j->a1) * j->scale[c] + j->shift[c]);
+        float *AM_R o = out + t * H;
+        for (int64_t c = 0; c < H; ++c) o[c] = bias[c];
+        for (int64_t k = 0; k < P; ++k) {
+            int64_t src = t + k * d - pad;
+            if (src < 0 || src >= T) continue;
+            const float *AM_R row = x + src * ld, *AM_R w = taps + k * H;
+            for (int64_t c = 0; c < H; ++c) o[c] += w[c] * (am_prelu(row[c], a1) * scale[c] + shift[c]);
         }
-        if (j->pre) memcpy(j->pre + t * H, o, (size_t)H * sizeof(float));
-        for (int64_t c = 0; c < H; ++c) o[c] = am_prelu(o[c], j->a2);
+        if (pre) memcpy(pre + t * H, o, (size_t)H * sizeof(float));
+        for (int64_t c = 0; c < H; ++c) o[c] = am_prelu(o[c], a2);
         am_row_moments(o, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
     }
     free(buf);
@@ -151,14 +159,15 @@ static inline void am_flush(float *part, double *acc, int64_t n, int64_t row, in
 
 AM_CLONES static void am_gln_bwd_sums_rows(am_job *j) {
     const int64_t H = j->H;
-    float *part = calloc(2 * (size_t)H, sizeof(float));
+    const float a2 = j->a2, mu = j->mu, r = j->r, *AM_R x = j->x, *AM_R vv = j->v;
+    float *AM_R part = calloc(2 * (size_t)H, sizeof(float));
     if (!part) { j->acc[0] = NAN; return; }
-    float *sd = part, *sm = part + H;
+    float *AM_R sd = part, *AM_R sm = part + H;
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        const float *dm = j->x + t * H, *v = j->v + t * H;
+        const float *AM_R dm = x + t * H, *AM_R v = vv + t * H;
         for (int64_t c = 0; c < H; ++c) {
             sd[c] += dm[c];
-            sm[c] += dm[c] * ((am_prelu(v[c], j->a2) - j->mu) * j->r);
+            sm[c] += dm[c] * ((am_prelu(v[c], a2) - mu) * r);
         }
         am_flush(part, j->acc, 2 * H, t - j->t0, t == j->t1 - 1);
     }
@@ -166,27 +175,31 @@ AM_CLONES static void am_gln_bwd_sums_rows(am_job *j) {
 }
 
 AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
-    const int64_t H = j->H, P = j->P;
-    float *part = calloc((size_t)((P + 2) * H), sizeof(float));
+    const int64_t H = j->H, P = j->P, d = j->d, pad = j->pad, T = j->T;
+    const float a1 = j->a1, a2 = j->a2, mu = j->mu;
+    const float *AM_R x = j->x, *AM_R vv = j->v, *AM_R hh = j->h, *AM_R gamma = j->gamma,
+                *AM_R scale = j->scale, *AM_R shift = j->shift;
+    float *AM_R out = j->out;
+    float *AM_R part = calloc((size_t)((P + 2) * H), sizeof(float));
     if (!part) { j->acc[0] = NAN; return; }
-    float *dtaps = part, *dbias = part + P * H, *dslope = part + (P + 1) * H;
+    float *AM_R dtaps = part, *AM_R dbias = part + P * H, *AM_R dslope = part + (P + 1) * H;
     const float r = j->r, rr = j->r * j->r * j->cB, cA = j->r * j->cA;
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        const float *dm = j->x + t * H, *v = j->v + t * H;
-        float *o = j->out + t * H;
+        const float *AM_R dm = x + t * H, *AM_R v = vv + t * H;
+        float *AM_R o = out + t * H;
         for (int64_t c = 0; c < H; ++c) {
             float vc = v[c], pos = vc > 0.0f;
-            float dp = r * j->gamma[c] * dm[c] - cA - (am_prelu(vc, j->a2) - j->mu) * rr;
+            float dp = r * gamma[c] * dm[c] - cA - (am_prelu(vc, a2) - mu) * rr;
             dslope[c] += (1.0f - pos) * dp * vc;
-            o[c] = dp * (pos + (1.0f - pos) * j->a2);
+            o[c] = dp * (pos + (1.0f - pos) * a2);
             dbias[c] += o[c];
         }
         for (int64_t k = 0; k < P; ++k) {
-            int64_t src = t + k * j->d - j->pad;
-            if (src < 0 || src >= j->T) continue;
-            const float *row = j->h + src * H;
-            float *dt = dtaps + k * H;
-            for (int64_t c = 0; c < H; ++c) dt[c] += o[c] * (am_prelu(row[c], j->a1) * j->scale[c] + j->shift[c]);
+            int64_t src = t + k * d - pad;
+            if (src < 0 || src >= T) continue;
+            const float *AM_R row = hh + src * H;
+            float *AM_R dt = dtaps + k * H;
+            for (int64_t c = 0; c < H; ++c) dt[c] += o[c] * (am_prelu(row[c], a1) * scale[c] + shift[c]);
         }
         am_flush(part, j->acc, (P + 2) * H, t - j->t0, t == j->t1 - 1);
     }
@@ -194,23 +207,26 @@ AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
 }
 
 AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
-    const int64_t H = j->H;
-    float *part = calloc(2 * (size_t)H, sizeof(float));
+    const int64_t H = j->H, P = j->P, d = j->d, pad = j->pad, T = j->T;
+    const float a1 = j->a1, mu = j->mu, r = j->r;
+    const float *AM_R x = j->x, *AM_R hh = j->h, *AM_R taps = j->taps;
+    float *AM_R out = j->out;
+    float *AM_R part = calloc(2 * (size_t)H, sizeof(float));
     if (!part) { j->acc[0] = NAN; return; }
-    float *sd = part, *sn = part + H;
+    float *AM_R sd = part, *AM_R sn = part + H;
     for (int64_t s = j->t0; s < j->t1; ++s) {
-        float *o = j->out + s * H;
+        float *AM_R o = out + s * H;
         for (int64_t c = 0; c < H; ++c) o[c] = 0.0f;
-        for (int64_t k = 0; k < j->P; ++k) {
-            int64_t t = s - k * j->d + j->pad;
-            if (t < 0 || t >= j->T) continue;
-            const float *dv = j->x + t * H, *w = j->taps + k * H;
+        for (int64_t k = 0; k < P; ++k) {
+            int64_t t = s - k * d + pad;
+            if (t < 0 || t >= T) continue;
+            const float *AM_R dv = x + t * H, *AM_R w = taps + k * H;
             for (int64_t c = 0; c < H; ++c) o[c] += w[c] * dv[c];
         }
-        const float *h = j->h + s * H;
+        const float *AM_R h = hh + s * H;
         for (int64_t c = 0; c < H; ++c) {
             sd[c] += o[c];
-            sn[c] += o[c] * ((am_prelu(h[c], j->a1) - j->mu) * j->r);
+            sn[c] += o[c] * ((am_prelu(h[c], a1) - mu) * r);
         }
         am_flush(part, j->acc, 2 * H, s - j->t0, s == j->t1 - 1);
     }
@@ -219,18 +235,20 @@ AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
 
 AM_CLONES static void am_gln_prelu_bwd_rows(am_job *j) {
     const int64_t H = j->H;
-    float *part = calloc(2 * (size_t)H, sizeof(float));
+    const float a1 = j->a1, mu = j->mu, *AM_R x = j->x, *AM_R hh = j->h, *AM_R gamma = j->gamma;
+    float *AM_R out = j->out;
+    float *AM_R part = calloc(2 * (size_t)H, sizeof(float));
     if (!part) { j->acc[0] = NAN; return; }
-    float *dbias = part, *dslope = part + H;
+    float *AM_R dbias = part, *AM_R dslope = part + H;
     const float r = j->r, rr = j->r * j->r * j->cB, cA = j->r * j->cA;
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        const float *dn = j->x + t * H, *h = j->h + t * H;
-        float *o = j->out + t * H;
+        const float *dn = x + t * H, *AM_R h = hh + t * H;
+        float *o = out + t * H; /* may be dn itself: not restrict */
         for (int64_t c = 0; c < H; ++c) {
             float hc = h[c], pos = hc > 0.0f;
-            float du = r * j->gamma[c] * dn[c] - cA - (am_prelu(hc, j->a1) - j->mu) * rr;
+            float du = r * gamma[c] * dn[c] - cA - (am_prelu(hc, a1) - mu) * rr;
             dslope[c] += (1.0f - pos) * du * hc;
-            o[c] = du * (pos + (1.0f - pos) * j->a1);
+            o[c] = du * (pos + (1.0f - pos) * a1);
             dbias[c] += o[c];
         }
         am_flush(part, j->acc, 2 * H, t - j->t0, t == j->t1 - 1);
@@ -239,35 +257,33 @@ AM_CLONES static void am_gln_prelu_bwd_rows(am_job *j) {
 }
 
 typedef void (*am_pass)(am_job *);
-typedef struct { am_pass fn; am_job *job; } am_task;
-static void *am_run_task(void *p) { am_task *k = (am_task *)p; k->fn(k->job); return NULL; }
+typedef struct {
+    am_pass fn;
+    const am_job *base;
+    double *acc;
+    int64_t nacc;
+} am_split_job;
 
-/* Run `fn` over frame ranges on `threads` threads; each gets `nacc` zeroed doubles, summed
- * into acc_out. Returns -1 when memory for the accumulators cannot be had. */
+static void am_split_member(void *arg, int id, int T) {
+    am_split_job *s = (am_split_job *)arg;
+    am_job job = *s->base;
+    job.t0 = s->base->T * id / T;
+    job.t1 = s->base->T * (id + 1) / T;
+    job.acc = s->acc + (size_t)id * (size_t)s->nacc;
+    s->fn(&job);
+}
+
+/* Run `fn` over frame ranges on a team of `threads` threads (am_team_run); each gets `nacc`
+ * zeroed doubles, summed into acc_out. Returns -1 when memory for the accumulators cannot be
+ * had. */
 static int am_parallel(am_pass fn, const am_job *base, int32_t threads, int64_t nacc, double *acc_out) {
-    am_job jobs[AM_MAX_THREADS];
-    am_task tasks[AM_MAX_THREADS];
-    pthread_t ids[AM_MAX_THREADS];
-    int started[AM_MAX_THREADS] = {0};
     if (threads < 1) threads = 1;
-    if (threads > AM_MAX_THREADS) threads = AM_MAX_THREADS;
+    if (threads > AM_MAX_TEAM) threads = AM_MAX_TEAM;
     if (threads > base->T) threads = base->T > 0 ? (int32_t)base->T : 1;
     double *acc = calloc((size_t)threads * (size_t)nacc, sizeof(double));
     if (!acc) return -1;
-    for (int32_t i = 0; i < threads; ++i) {
-        jobs[i] = *base;
-        jobs[i].t0 = base->T * i / threads;
-        jobs[i].t1 = base->T * (i + 1) / threads;
-        jobs[i].acc = acc + (size_t)i * (size_t)nacc;
-        tasks[i].fn = fn;
-        tasks[i].job = &jobs[i];
-    }
-    for (int32_t i = 1; i < threads; ++i) started[i] = pthread_create(&ids[i], NULL, am_run_task, &tasks[i]) == 0;
-    fn(&jobs[0]);
-    for (int32_t i = 1; i < threads; ++i) {
-        if (started[i]) pthread_join(ids[i], NULL);
-        else fn(&jobs[i]);  /* no thread: run it here */
-    }
+    am_split_job job = {fn, base, acc, nacc};
+    am_team_run(am_split_member, &job, threads);
     for (int64_t k = 0; k < nacc; ++k) {
         double total = 0.0;
         for (int32_t i = 0; i < threads; ++i) total += acc[(size_t)i * (size_t)nacc + k];

@@ -17,6 +17,11 @@
 #define AM_CLONES
 #endif
 
+/* A team of threads for one call (_native_team.c): fn(arg, id, T) on T threads. */
+#define AM_MAX_TEAM 64
+typedef void (*am_team_fn)(void *arg, int id, int threads);
+void am_team_run(am_team_fn fn, void *arg, int threads);
+
 #define AM_LANES 16
 
 /* Σ u and Σ u² of one frame's C values: AM_LANES independent float partial sums (so the loop

@@ -8,8 +8,9 @@
  *   z = cLN₂(prelu(v, a2))                    running sums state2
  *   [x | skip] += z Wₒᵤₜ                      residual and skip 1×1 convs, one accumulator
  * with M = B·F rows. The 1×1 convs are GEMMs of ten rows: weight-bandwidth bound, done here by a
- * register-tiled kernel that reads each weight once per call. The call runs on `threads` POSIX
- * threads that split the channels; four spin barriers per TCN block order the phases:
+ * register-tiled kernel that reads each weight once per call. The call runs on a team of
+ * `threads` threads (am_team_run: PyTorch's OpenMP team) that split the channels; four spin
+ * barriers per TCN block order the phases:
  *   A  own columns of h, PReLU, partial Σ u, Σ u² of each row        | barrier
  *   B  cLN₁ of own channels → history, depthwise conv, PReLU, Σ of z  | barrier
  *   C  cLN₂ of own channels of z                                      | barrier
@@ -20,10 +21,7 @@
  * `context` = (P−1)·d frames end at `end`. The new frames are appended; when they do not fit,
  * the context moves to the front first. The caller guarantees context + F <= cap.
  */
-#define _GNU_SOURCE
-#include <dlfcn.h>
 #include <math.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,13 +51,7 @@ typedef struct {
     double *next;           /* [2, B, 3]: the states after this call, published by thread 0 */
     int threads;
     int count, sense;       /* the barrier */
-    int go;                 /* set once every thread that could be started has been */
 } am_tcn_ctx;
-
-typedef struct {
-    am_tcn_ctx *ctx;
-    int id;
-} am_tcn_arg;
 
 static void am_barrier(am_tcn_ctx *c, int *local_sense) {
     if (c->threads == 1) return;
@@ -226,44 +218,10 @@ static void am_tcn_run(am_tcn_ctx *c, int id, int T) {
     }
 }
 
-/* The threads. PyTorch's CPU build runs its intra-op work on GNU OpenMP, whose idle threads
- * spin for a while after every parallel op; threads of our own would fight them for the cores.
- * So when that runtime is loaded (GOMP_parallel is visible) the call runs as a parallel region
- * of PyTorch's own thread team; otherwise on POSIX threads started per call. */
-typedef void (*am_gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
-static am_gomp_parallel_fn am_gomp_parallel;
-static int (*am_omp_thread_num)(void), (*am_omp_num_threads)(void);
-static int am_gomp_looked, am_gomp_off;
-
-/* Tests switch the OpenMP team off (1) to run the POSIX-thread path. */
-AM_EXPORT void am_tcn_stream_posix_threads(int32_t on) { __atomic_store_n(&am_gomp_off, on != 0, __ATOMIC_RELAXED); }
-
-static void am_find_gomp(void) {
-    if (__atomic_load_n(&am_gomp_looked, __ATOMIC_ACQUIRE)) return;
-    am_omp_thread_num = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num");
-    am_omp_num_threads = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_num_threads");
-    am_gomp_parallel = (am_gomp_parallel_fn)dlsym(RTLD_DEFAULT, "GOMP_parallel");
-    if (!am_omp_thread_num || !am_omp_num_threads) am_gomp_parallel = NULL;
-    __atomic_store_n(&am_gomp_looked, 1, __ATOMIC_RELEASE);
-}
-
-static void am_tcn_omp(void *p) {
-    am_tcn_ctx *c = (am_tcn_ctx *)p;
-    const int T = am_omp_num_threads();
+static void am_tcn_member(void *arg, int id, int T) {
+    am_tcn_ctx *c = (am_tcn_ctx *)arg;
     __atomic_store_n(&c->threads, T, __ATOMIC_RELAXED); /* every member stores the same team size */
-    am_tcn_run(c, am_omp_thread_num(), T);
-}
-
-static void *am_tcn_pthread(void *p) {
-    am_tcn_arg *a = (am_tcn_arg *)p;
-    am_tcn_ctx *c = a->ctx;
-    while (!__atomic_load_n(&c->go, __ATOMIC_ACQUIRE)) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
-    am_tcn_run(c, a->id, c->threads);
-    return NULL;
+    am_tcn_run(c, id, T);
 }
 
 /* Runs all `nblocks` blocks over acc [B·F, W] = [x | skip] (x: the bottleneck output, skip: zeros
@@ -277,28 +235,14 @@ AM_EXPORT int am_tcn_stream_f32(am_tcn_block *blocks, int64_t nblocks, float *ac
     for (int64_t i = 0; i < nblocks; ++i)
         if (blocks[i].context + F > blocks[i].cap) return -1;
     int T = threads < 1 ? 1 : threads;
-    if (T > 16) T = 16; /* the POSIX-thread fallback's limit */
+    if (T > AM_MAX_TEAM) T = AM_MAX_TEAM;
     if (T > W / 16) T = (int)(W / 16);
     const int64_t M = B * F;
-    am_tcn_ctx c = {blocks, nblocks, B, F, Bn, H, W, eps, acc, h, z, NULL, NULL, T, 0, 0, 0};
+    am_tcn_ctx c = {blocks, nblocks, B, F, Bn, H, W, eps, acc, h, z, NULL, NULL, T, 0, 0};
     c.partial = malloc(sizeof(double) * (4 * (size_t)T * (size_t)M + 6 * (size_t)B));
     if (!c.partial) return -1;
     c.next = c.partial + 4 * (size_t)T * (size_t)M;
-    am_find_gomp();
-    if (T > 1 && am_gomp_parallel && !__atomic_load_n(&am_gomp_off, __ATOMIC_RELAXED)) {
-        am_gomp_parallel(am_tcn_omp, &c, (unsigned)T, 0);
-    } else {
-        am_tcn_arg args[16];
-        pthread_t ids[16];
-        int started = 1;
-        for (int t = 0; t < T; ++t) args[t] = (am_tcn_arg){&c, t};
-        for (; started < T; ++started)
-            if (pthread_create(&ids[started], NULL, am_tcn_pthread, &args[started]) != 0) break;
-        c.threads = started; /* fewer when a thread could not be created: the others split its work */
-        __atomic_store_n(&c.go, 1, __ATOMIC_RELEASE);
-        am_tcn_pthread(&args[0]);
-        for (int t = 1; t < started; ++t) pthread_join(ids[t], NULL);
-    }
+    am_team_run(am_tcn_member, &c, T); /* PyTorch's OpenMP team, or threads of our own */
     free(c.partial);
     return 0;
 }

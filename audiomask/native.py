@@ -52,9 +52,9 @@ if os.environ.get("AUDIOMASK_NO_NATIVE") != "1":
             _tcn = _LIB.am_tcn_stream_f32
             _tcn.argtypes = [_P, _I, _P, _I, _I, _I, _I, _I, ctypes.c_double, _P, _P, _T]
             _tcn.restype = ctypes.c_int
-            _tcn_posix = _LIB.am_tcn_stream_posix_threads
-            _tcn_posix.argtypes = [_T]
-            _tcn_posix.restype = None
+            _posix = _LIB.am_team_posix_threads
+            _posix.argtypes = [_T]
+            _posix.restype = None
         except (OSError, AttributeError):
             _LIB = None
 
@@ -213,7 +213,8 @@ def tcn_stream(blocks: ctypes.Array, acc: torch.Tensor, batch: int, frames: int,
         raise MemoryError("audiomask._native: a history buffer is too short, or no scratch memory")
 
 
-def tcn_stream_posix_threads(on: bool) -> None:
-    """Run :func:`tcn_stream` on POSIX threads of its own even where PyTorch's OpenMP team is
-    available (for tests of that path; the team is faster: its threads are already awake)."""
-    _tcn_posix(int(on))
+def posix_threads(on: bool) -> None:
+    """Run the multi-threaded kernels on POSIX threads of their own even where PyTorch's OpenMP
+    team is available (for tests of that path; the team is faster: its threads are awake and
+    do not compete with it for the cores)."""
+    _posix(int(on))

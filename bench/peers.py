@@ -285,6 +285,23 @@ def matmul_gflops(threads: int, n: int = 4096, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def onednn_gflops(threads: int, n: int = 4096, repeats: int = 3) -> float:
+    """Best fp32 ``n × n`` product through oneDNN's inner product (``audiomask.nn.onednn``,
+    what the CPU fast path uses for its 1×1 convs), GFLOP/s; 0 where it is unavailable."""
+    import torch
+
+    from audiomask.nn import onednn
+
+    if not onednn.enabled():
+        return 0.0
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with torch.inference_mode():
+        onednn.linear(a, b)
+        best = min(_timed(lambda: onednn.linear(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -344,13 +361,15 @@ def key(r: dict) -> tuple:
     return (r["device"], r["toolkit"], r["allocator"], r["task"], r["seconds"])
 
 
-def run_all(toolkits: list[str], devices: list[str], args, workdir: Path) -> tuple[list[dict], list[float]]:
-    runs, gflops = [], []
+def run_all(toolkits: list[str], devices: list[str], args, workdir: Path
+            ) -> tuple[list[dict], list[float], list[float]]:
+    runs, gflops, dnn = [], [], []
     total = args.reps * sum(len(schedule(toolkits, args, d)) for d in devices)
     t_start = time.time()
     for rep in range(args.reps):
         gflops.append(matmul_gflops(args.threads))
-        log(f"[rep {rep + 1}/{args.reps}] matmul {gflops[-1]:.0f} GFLOP/s")
+        dnn.append(onednn_gflops(args.threads))
+        log(f"[rep {rep + 1}/{args.reps}] matmul {gflops[-1]:.0f} GFLOP/s (oneDNN inner product {dnn[-1]:.0f})")
         order = toolkits[rep % len(toolkits):] + toolkits[: rep % len(toolkits)]  # rotate each rep
         for device in devices:
             for spec in schedule(order, args, device):
@@ -358,7 +377,7 @@ def run_all(toolkits: list[str], devices: list[str], args, workdir: Path) -> tup
                 r = {**spec, "rep": rep, **run_child({**spec, "workdir": str(workdir)}, env)}
                 runs.append(r)
                 log(f"[{len(runs)}/{total}, {(time.time() - t_start) / 60:.1f} min] {describe(r)}")
-    return runs, gflops
+    return runs, gflops, dnn
 
 
 def describe(r: dict) -> str:
@@ -399,7 +418,7 @@ def paired_ratio(runs: list[dict], num: tuple, den: tuple, field: str) -> float 
     return statistics.median(ratios) if ratios else None
 
 
-def summarize(runs, toolkits, devices, args, gflops, flops_per_s, diffs) -> dict:
+def summarize(runs, toolkits, devices, args, gflops, flops_per_s, diffs, dnn=None) -> dict:
     """Medians per toolkit × allocator, the ratios to each peer and the targets."""
     rows, ratios, targets = [], [], []
     for device in devices:
@@ -410,7 +429,7 @@ def summarize(runs, toolkits, devices, args, gflops, flops_per_s, diffs) -> dict
             for label, _, _ in variants(peer, device):
                 ratios.append(ratio_summary(runs, (device, "audiomask", "tuned"), (device, peer, label), args))
         if device == "cpu":
-            targets += cpu_targets(runs, ratios, toolkits, args, gflops, flops_per_s, diffs)
+            targets += cpu_targets(runs, ratios, toolkits, args, gflops, flops_per_s, diffs, dnn)
     return {"rows": rows, "ratios": ratios, "targets": targets}
 
 
@@ -439,7 +458,7 @@ def ratio_summary(runs, ours: tuple, theirs: tuple, args) -> dict:
             "train_mem": paired_ratio(runs, (*ours, "train", train), (*theirs, "train", train), "mem")}
 
 
-def cpu_targets(runs, ratios, toolkits, args, gflops, flops_per_s, diffs) -> list[dict]:
+def cpu_targets(runs, ratios, toolkits, args, gflops, flops_per_s, diffs, dnn=None) -> list[dict]:
     """The targets of issue 9, each against the peer as shipped and tuned."""
     s_short, s_long, train = min(args.seconds), max(args.seconds), args.train_seconds
     out = []
@@ -456,12 +475,16 @@ def cpu_targets(runs, ratios, toolkits, args, gflops, flops_per_s, diffs) -> lis
     if "asteroid" in diffs:
         add("same outputs as Asteroid: max abs difference / max abs output",
             diffs["asteroid"] / diffs["output_peak"], 1e-5, False)
-    limit = statistics.median(flops_per_s / (g * 1e9) for g in gflops)
-    for s in args.seconds:
-        ours = [r["time_s"] / s / (flops_per_s / (gflops[r["rep"]] * 1e9)) for r in runs
-                if key(r) == ("cpu", "audiomask", "tuned", "infer", s) and "error" not in r]
-        add(f"inference at {s:g} s within 1.3× of the compute limit (RTF {limit:.3f})",
-            statistics.median(ours) if ours else None, 1.3, False)
+    # the compute limit at torch.mm's speed (the issue's definition) and, stricter, at the best
+    # matmul speed this machine has (oneDNN's inner product, which the fast path itself uses)
+    speeds = [("torch.mm", gflops)] + ([("oneDNN", dnn)] if dnn and all(dnn) else [])
+    for what, per_rep in speeds:
+        limit = statistics.median(flops_per_s / (g * 1e9) for g in per_rep)
+        for s in args.seconds:
+            ours = [r["time_s"] / s / (flops_per_s / (per_rep[r["rep"]] * 1e9)) for r in runs
+                    if key(r) == ("cpu", "audiomask", "tuned", "infer", s) and "error" not in r]
+            add(f"inference at {s:g} s within 1.3× of the compute limit at {what} speed (RTF {limit:.3f})",
+                statistics.median(ours) if ours else None, 1.3, False)
     for label in ("glibc default", "tuned"):
         times = {p: median_of(runs, ("cpu", p, label, "train", train), "speed") for p in toolkits[1:]}
         times = {p: v for p, v in times.items() if v is not None}
@@ -551,6 +574,7 @@ def report(info: dict, summary: dict, args, diffs: dict, skipped: dict) -> str:
     m = info["machine"]
     v = ", ".join(f"{k} {x}" for k, x in m["versions"].items() if x)
     gflops = ", ".join(f"{g:.0f}" for g in info["matmul_gflops"])
+    dnn = ", ".join(f"{g:.0f}" for g in info.get("onednn_gflops", [])) or "not measured"
     return f"""# Conv-TasNet: audiomask against its peers ({m['date']})
 
 Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM{', GPU ' + m['gpu'] if m['gpu'] else ''};
@@ -574,7 +598,8 @@ for the peers); "glibc default" = audiomask with `AUDIOMASK_TUNE_MALLOC=0`, the 
 
 Compute limit: {info['flops_per_audio_s'] / 1e9:.2f} GFLOP per second of audio
 (`audiomask.profiling.count_macs` × 2, CPU fast path off while counting) at the 4096² float32
-matmul speed measured in each repetition ({gflops} GFLOP/s).
+matmul speed measured in each repetition: `torch.mm` (MKL) {gflops} GFLOP/s; oneDNN's inner
+product, which audiomask's CPU fast path uses for its 1×1 convs, {dnn} GFLOP/s.
 
 Output differences, on the {diffs.get('seconds', 0):g} s input (outputs peak at {diffs.get('output_peak', 0):.2g};
 "interior": all but {diffs.get('edge_samples', 0)} samples at each end): Asteroid runs the same
@@ -623,8 +648,9 @@ def main() -> None:
         info["flops_per_audio_s"] = flops_per_audio_second(load_model("audiomask", workdir))
         diffs = output_diffs(workdir, toolkits, min(args.seconds))
         log(f"max |diff| vs audiomask: {diffs}; {info['flops_per_audio_s'] / 1e9:.2f} GFLOP per s of audio")
-        runs, info["matmul_gflops"] = run_all(toolkits, devices, args, workdir)
-    summary = summarize(runs, toolkits, devices, args, info["matmul_gflops"], info["flops_per_audio_s"], diffs)
+        runs, info["matmul_gflops"], info["onednn_gflops"] = run_all(toolkits, devices, args, workdir)
+    summary = summarize(runs, toolkits, devices, args, info["matmul_gflops"], info["flops_per_audio_s"], diffs,
+                        info["onednn_gflops"])
     text = report(info, summary, args, diffs, skipped)
     print(text)
     if args.out:

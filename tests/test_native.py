@@ -55,7 +55,7 @@ def test_stream_equals_offline_with_and_without_the_kernels(monkeypatch, posix_t
     with torch.inference_mode():
         ref = model(x)
     if native.ENABLED:  # the whole-TCN kernel on PyTorch's OpenMP team, or on threads of its own
-        native.tcn_stream_posix_threads(posix_threads)
+        native.posix_threads(posix_threads)
     for enabled in (True, False):
         monkeypatch.setattr(native, "ENABLED", enabled)
         session = model.stream(batch=2)
@@ -65,4 +65,4 @@ def test_stream_equals_offline_with_and_without_the_kernels(monkeypatch, posix_t
         outs = [session.process(x[:, a:b]) for a, b in zip(cuts, cuts[1:])] + [session.flush()]
         assert (torch.cat(outs, -1) - ref).abs().max() < 1e-5
     if native.ENABLED:
-        native.tcn_stream_posix_threads(False)
+        native.posix_threads(False)

@@ -45,6 +45,22 @@ def test_fast_model_equals_module_forward(length):
     assert (_fast(model, x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
 
 
+def test_fast_model_on_posix_threads_equals_module_forward():
+    """The C passes on threads of their own (where PyTorch's OpenMP team is not found) give
+    the same result as on that team."""
+    from audiomask import native
+
+    model = _model()
+    x = torch.randn(1, 4001)
+    ref = _reference(model, x)
+    native.posix_threads(True)
+    try:
+        out = _fast(model, x)
+    finally:
+        native.posix_threads(False)
+    assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+
+
 @pytest.mark.parametrize("overrides", [{"skip_chan": 0}, {"n_src": 3, "mask_act": "softmax"},
                                        {"mask_act": "relu", "framing": "valid"},
                                        {"conv_kernel_size": 5, "encoder_activation": "relu"}])
