@@ -91,6 +91,7 @@ typedef struct {
     const float *v, *h, *gamma, *scale, *shift, *taps, *bias;
     float *out, *pre;
     int64_t T, H, P, d, pad, t0, t1;
+    int64_t r0, r1;   /* the rows a call computes, [r0, r1) of [0, T); `out` holds row r0 first */
     float a1, a2, mu, r, cA, cB;
     double *acc;      /* this thread's accumulators */
 } am_job;
@@ -135,7 +136,7 @@ AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
     float *AM_R buf = calloc(2 * (size_t)H, sizeof(float));
     if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        float *AM_R o = out + t * H;
+        float *AM_R o = out + (t - j->r0) * H;
         for (int64_t c = 0; c < H; ++c) o[c] = bias[c];
         for (int64_t k = 0; k < P; ++k) {
             int64_t src = t + k * d - pad;
@@ -143,7 +144,7 @@ AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
             const float *AM_R row = x + src * ld, *AM_R w = taps + k * H;
             for (int64_t c = 0; c < H; ++c) o[c] += w[c] * (am_prelu(row[c], a1) * scale[c] + shift[c]);
         }
-        if (pre) memcpy(pre + t * H, o, (size_t)H * sizeof(float));
+        if (pre) memcpy(pre + (t - j->r0) * H, o, (size_t)H * sizeof(float));
         for (int64_t c = 0; c < H; ++c) o[c] = am_prelu(o[c], a2);
         am_row_moments(o, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
     }
@@ -267,8 +268,9 @@ typedef struct {
 static void am_split_member(void *arg, int id, int T) {
     am_split_job *s = (am_split_job *)arg;
     am_job job = *s->base;
-    job.t0 = s->base->T * id / T;
-    job.t1 = s->base->T * (id + 1) / T;
+    const int64_t rows = s->base->r1 - s->base->r0;
+    job.t0 = s->base->r0 + rows * id / T;
+    job.t1 = s->base->r0 + rows * (id + 1) / T;
     job.acc = s->acc + (size_t)id * (size_t)s->nacc;
     s->fn(&job);
 }
@@ -279,7 +281,8 @@ static void am_split_member(void *arg, int id, int T) {
 static int am_parallel(am_pass fn, const am_job *base, int32_t threads, int64_t nacc, double *acc_out) {
     if (threads < 1) threads = 1;
     if (threads > AM_MAX_TEAM) threads = AM_MAX_TEAM;
-    if (threads > base->T) threads = base->T > 0 ? (int32_t)base->T : 1;
+    const int64_t rows = base->r1 - base->r0;
+    if (threads > rows) threads = rows > 0 ? (int32_t)rows : 1;
     double *acc = calloc((size_t)threads * (size_t)nacc, sizeof(double));
     if (!acc) return -1;
     am_split_job job = {fn, base, acc, nacc};
@@ -298,22 +301,24 @@ AM_EXPORT int am_prelu_stats_f32(const float *x, int64_t ld, int64_t T, int64_t 
                                  int32_t threads, double *out2) {
     am_job j;
     memset(&j, 0, sizeof j);
-    j.x = x; j.ld = ld; j.T = T; j.H = H; j.a1 = slope;
+    j.x = x; j.ld = ld; j.T = T; j.H = H; j.a1 = slope; j.r1 = T;
     return am_parallel(am_stats_rows, &j, threads, 2, out2);
 }
 
-/* out [T, H] = prelu(bias + Σ_k taps[k] · n[t + k·d − pad], out_slope) with
- * n = prelu(x, slope) · scale + shift inside [0, T), 0 outside (x [T, H], row stride ld);
- * out2 = (Σ out, Σ out²); `pre` (may be NULL) receives the conv output before the PReLU. */
+/* out = prelu(bias + Σ_k taps[k] · n[t + k·d − pad], out_slope) for rows t in [r0, r1) of
+ * [0, T), with n = prelu(x, slope) · scale + shift inside [0, T), 0 outside (x [T, H], row
+ * stride ld); out [r1 − r0, H] (row r0 first); out2 = (Σ out, Σ out²) over those rows; `pre`
+ * (may be NULL, like out) receives the conv output before the PReLU. */
 AM_EXPORT int am_norm_dwconv_prelu_f32(const float *x, int64_t ld, int64_t T, int64_t H, float slope,
                                        const float *scale, const float *shift, const float *taps,
                                        const float *bias, int64_t P, int64_t d, int64_t pad,
-                                       float out_slope, float *out, float *pre, int32_t threads,
-                                       double *out2) {
+                                       float out_slope, float *out, float *pre, int64_t r0, int64_t r1,
+                                       int32_t threads, double *out2) {
     am_job j;
     memset(&j, 0, sizeof j);
     j.x = x; j.ld = ld; j.T = T; j.H = H; j.a1 = slope; j.scale = scale; j.shift = shift;
     j.taps = taps; j.bias = bias; j.P = P; j.d = d; j.pad = pad; j.a2 = out_slope; j.out = out; j.pre = pre;
+    j.r0 = r0; j.r1 = r1;
     return am_parallel(am_norm_dwconv_rows, &j, threads, 2, out2);
 }
 
@@ -322,7 +327,7 @@ AM_EXPORT int am_gln_bwd_sums_f32(const float *dm, const float *v, int64_t T, in
                                   float mu, float r, int32_t threads, double *acc) {
     am_job j;
     memset(&j, 0, sizeof j);
-    j.x = dm; j.v = v; j.T = T; j.H = H; j.a2 = a2; j.mu = mu; j.r = r;
+    j.x = dm; j.v = v; j.T = T; j.H = H; j.a2 = a2; j.mu = mu; j.r = r; j.r1 = T;
     return am_parallel(am_gln_bwd_sums_rows, &j, threads, 2 * H, acc);
 }
 
@@ -335,7 +340,7 @@ AM_EXPORT int am_dwconv_bwd_f32(const float *dm, const float *v, const float *h,
     memset(&j, 0, sizeof j);
     j.x = dm; j.v = v; j.h = h; j.T = T; j.H = H; j.a1 = a1; j.scale = scale; j.shift = shift;
     j.taps = taps; j.P = P; j.d = d; j.pad = pad; j.a2 = a2; j.gamma = gamma; j.mu = mu; j.r = r;
-    j.cA = cA; j.cB = cB; j.out = dv;
+    j.cA = cA; j.cB = cB; j.out = dv; j.r1 = T;
     return am_parallel(am_dwconv_bwd_rows, &j, threads, (P + 2) * H, acc);
 }
 
@@ -346,7 +351,7 @@ AM_EXPORT int am_dwconv_bwd_input_f32(const float *dv, const float *h, int64_t T
     am_job j;
     memset(&j, 0, sizeof j);
     j.x = dv; j.h = h; j.T = T; j.H = H; j.a1 = a1; j.mu = mu; j.r = r; j.taps = taps;
-    j.P = P; j.d = d; j.pad = pad; j.out = dn;
+    j.P = P; j.d = d; j.pad = pad; j.out = dn; j.r1 = T;
     return am_parallel(am_dwconv_bwd_input_rows, &j, threads, 2 * H, acc);
 }
 
@@ -357,7 +362,7 @@ AM_EXPORT int am_gln_prelu_bwd_f32(const float *dn, const float *h, int64_t T, i
     am_job j;
     memset(&j, 0, sizeof j);
     j.x = dn; j.h = h; j.T = T; j.H = H; j.a1 = a1; j.gamma = gamma; j.mu = mu; j.r = r;
-    j.cA = cA; j.cB = cB; j.out = dh;
+    j.cA = cA; j.cB = cB; j.out = dh; j.r1 = T;
     return am_parallel(am_gln_prelu_bwd_rows, &j, threads, 2 * H, acc);
 }
 

@@ -98,13 +98,14 @@ class ConvEncoder(nn.Module):
         rep = self.conv(padded.unsqueeze(1))
         return F.relu(rep) if self.activation == "relu" else rep
 
-    def frames_major(self, wav: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` of one waveform ``[T]`` as frames-major ``[frames, N]``: one matmul of
-        the framed samples ``[frames, L]`` with the basis ``[N, L]``."""
+    def frames_major(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """:meth:`forward` of one waveform ``[T]`` as frames-major ``[frames, N]`` (or its frames
+        ``start … stop − 1``): one matmul of the framed samples ``[frames, L]`` with the basis
+        ``[N, L]``."""
         left, right = self.framing.pads(wav.shape[-1])
-        rep = F.linear(F.pad(wav, (left, right)).unfold(-1, self.kernel_size, self.stride),
-                       self.conv.weight[:, 0])
-        return F.relu(rep) if self.activation == "relu" else rep
+        framed = F.pad(wav, (left, right)).unfold(-1, self.kernel_size, self.stride)[start:stop]
+        rep = F.linear(framed, self.conv.weight[:, 0])
+        return rep.relu_() if self.activation == "relu" else rep
 
     # -- streaming -----------------------------------------------------------------------
     def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:

@@ -10,7 +10,8 @@ autograd, with four passes over memory per block instead of about twelve:
 2. ``Σ prelu(h)``, ``Σ prelu(h)²`` — the first gLN's statistics (C kernel, one read);
 3. ``g = prelu(dwconv(gLN(prelu(h))))`` and ``Σ g``, ``Σ g²`` — gLN applied as a per-channel
    affine while the dilated depthwise conv reads its taps (C kernel, one read, one write);
-4. ``[x | skip] += (g (W γ)ᵀ) / σ`` — the second gLN folded into the residual/skip 1×1 convs:
+4. ``[x | skip] += (g (W γ)ᵀ) / σ`` — the second gLN folded into the residual/skip 1×1 convs
+   (passes 3 and 4 run ``CHUNK`` frames at a time, so ``g`` never exists whole):
    ``W (γ (g − μ)/σ + β) + b = (g (W diag γ)ᵀ)/σ + (b + Wβ − (Wγ) μ/σ)``; the constant vector
    is not added to the ``[T, ·]`` activations but carried: for the residual path into the next
    block's input bias (``Wᵢₙ (x + o) = Wᵢₙ x + Wᵢₙ o``), for the skip path to the end.
@@ -118,36 +119,65 @@ def _moments(sums: tuple[float, float], count: int, eps: float) -> tuple[float, 
     return mean, 1.0 / math.sqrt(var + eps)
 
 
+#: frames per chunk of the second half of a block (depthwise pass → residual/skip 1×1 convs):
+#: the ``[T, H]`` output of the depthwise pass never exists whole
+CHUNK = 4096
+
+
 @torch.no_grad()
 def tcn_features(masker, rep: Tensor) -> Tensor:
     """What the mask head reads — the summed skip connections (or the residual path when the
     TCN has no skip path) — for one example given frames-major ``rep [T, N]``: ``[T, Sc]``
-    (or ``[T, B]``). Equals the module's intermediate result to float32 rounding."""
+    (or ``[T, B]``). Equals the module's intermediate result to float32 rounding.
+    (:func:`bottleneck` then :func:`blocks`; a caller that can drop ``rep`` in between saves
+    its memory.)"""
+    return blocks(masker, *bottleneck(masker, rep))
+
+
+@torch.no_grad()
+def bottleneck(masker, rep: Tensor) -> tuple[Tensor, Tensor]:
+    """The input gLN and bottleneck of frames-major ``rep [T, N]``: ``(acc, offset)`` where
+    ``acc [T, B + Sc]`` holds the residual path without its constant ``offset [B]`` and zeros
+    for the skip sums."""
     p = _plan(masker)
-    frames = rep.shape[0]
     rep = rep.contiguous()
     n_bn = p.w_bn.shape[0]
     width = p.blocks[0].w_out.shape[0] if p.blocks else n_bn
     mean, inv = _moments(native.prelu_stats(rep, 1.0), rep.numel(), p.eps)
-    offset = p.b_bn - p.w_bn_gamma * (mean * inv)  # x = acc[:, :B] + offset
-    if not p.blocks:
-        return onednn.linear(rep, p.w_bn * inv, offset)
-    acc = rep.new_zeros(frames, width)  # [x | skip]: residual path and summed skips
+    acc = rep.new_zeros(rep.shape[0], width)  # [x | skip]: residual path and summed skips
     acc[:, :n_bn] = onednn.linear(rep, p.w_bn * inv)
-    skip_offset = rep.new_zeros(width - n_bn)
+    return acc, p.b_bn - p.w_bn_gamma * (mean * inv)
+
+
+@torch.no_grad()
+def blocks(masker, acc: Tensor, offset: Tensor) -> Tensor:
+    """Every TCN block over :func:`bottleneck`'s ``(acc, offset)`` (``acc`` is updated in
+    place); returns the features :func:`tcn_features` describes."""
+    p = _plan(masker)
+    frames, width = acc.shape
+    n_bn = p.w_bn.shape[0]
+    if not p.blocks:
+        return acc.add_(offset)
+    skip_offset = acc.new_zeros(width - n_bn)
     hidden = p.blocks[0].w_in.shape[0]
-    g = rep.new_empty(frames, hidden)
+    g = acc.new_empty(min(frames, CHUNK), hidden)
+    unscaled = acc.new_empty(frames, width)  # g (W diag γ₂)ᵀ before the second norm's 1/σ
     count = frames * hidden
     for b in p.blocks:
         h = onednn.linear(acc[:, :n_bn], b.w_in, torch.addmv(b.b_in, b.w_in, offset))
         mean, inv = _moments(native.prelu_stats(h, b.slope_in), count, b.eps1)
         scale = b.gamma1 * inv
         shift = b.beta1 - scale * mean
-        sums = native.norm_dwconv_prelu(h, b.slope_in, scale, shift, b.taps, b.dw_bias, b.dilation,
-                                        b.pad, b.slope_dw, g)
+        total, total_sq = 0.0, 0.0
+        for r0 in range(0, frames, CHUNK):
+            r1 = min(frames, r0 + CHUNK)
+            sums = native.norm_dwconv_prelu(h, b.slope_in, scale, shift, b.taps, b.dw_bias, b.dilation,
+                                            b.pad, b.slope_dw, g[: r1 - r0], rows=(r0, r1))
+            total, total_sq = total + sums[0], total_sq + sums[1]
+            unscaled[r0:r1] = onednn.linear(g[: r1 - r0], b.w_out)
         del h
-        mean, inv = _moments(sums, count, b.eps2)
-        acc = onednn.linear_add(g, acc, b.w_out * inv)
+        mean, inv = _moments((total, total_sq), count, b.eps2)
+        acc.add_(unscaled, alpha=inv)
         const = b.b_out - b.w_gamma * (mean * inv)
         offset = offset + const[:n_bn]
         skip_offset = skip_offset + const[n_bn:]

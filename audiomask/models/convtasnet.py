@@ -105,16 +105,20 @@ class ConvTasNet(EncoderMaskerDecoder):
         """CPU inference of one waveform ``[T]`` → ``[C, T]``, equal to the module forward to
         float32 rounding: the encoder, TCN (:mod:`audiomask.maskers.tcn_fast`), masks and
         decoder all frames-major; masks are made, applied and decoded ``_MASK_CHUNK`` frames at
-        a time, so no ``[C, N, frames]`` tensor exists."""
+        a time, so no ``[C, N, frames]`` tensor exists, and the encoder output is not kept
+        through the TCN: it is computed again chunk by chunk for the masks (a ``[frames, 16] ×
+        [16, N]`` product)."""
         masker, basis = self.masker, self.decoder.conv.weight[:, 0]  # [N, L]
-        rep = self.encoder.frames_major(wav)  # [F, N]
-        features = torch.nn.functional.prelu(tcn_fast.tcn_features(masker, rep), masker.out_act.weight)
+        acc, offset = tcn_fast.bottleneck(masker, self.encoder.frames_major(wav))  # rep [F, N] is freed
+        features = torch.nn.functional.prelu(tcn_fast.blocks(masker, acc, offset), masker.out_act.weight)
+        del acc
         w_out, b_out = masker.out_conv.weight[:, :, 0], masker.out_conv.bias
-        n_frames, n_src = rep.shape[0], self.n_src
-        frames = rep.new_empty(n_src, n_frames, basis.shape[1])
+        n_frames, n_src = features.shape[0], self.n_src
+        frames = features.new_empty(n_src, n_frames, basis.shape[1])
         for t0 in range(0, n_frames, self._MASK_CHUNK):
             t1 = min(t0 + self._MASK_CHUNK, n_frames)
             scores = onednn.linear(features[t0:t1], w_out, b_out).view(t1 - t0, n_src, -1)
-            masked = masker._activate(scores).mul_(rep[t0:t1].unsqueeze(1))  # [F', C, N]
+            rep = self.encoder.frames_major(wav, t0, t1)  # encoded again, chunk by chunk
+            masked = masker._activate(scores).mul_(rep.unsqueeze(1))  # [F', C, N]
             torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
         return self.decoder.decode_frames(frames, wav.shape[-1])
