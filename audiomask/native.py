@@ -1,10 +1,15 @@
-"""Optional C kernels (``audiomask/_native.c``) for the streaming fast path, through ctypes.
+"""Optional C kernels (``audiomask/_native*.c``), through ctypes.
 
-Streaming a causal model processes a few frames per call, where the fixed cost of each
-PyTorch op dominates; a cumulative layer norm step is about twenty small ops. The kernel does
-it in one pass. It is built at install time when a C compiler is present (``setup.py``,
-optional); :data:`ENABLED` is ``False`` without it, or with ``AUDIOMASK_NO_NATIVE=1``, and
-callers then run the PyTorch ops. Results agree to float32 rounding.
+- Streaming a causal model processes a few frames per call, where the fixed cost of each
+  PyTorch op dominates: a cumulative layer norm step (:func:`cln_step`), a causal depthwise
+  conv (:func:`dwconv`), and every block of a causal cLN TCN in one call (:func:`tcn_stream`).
+- The gLN TCN's CPU inference and training paths (:mod:`~audiomask.maskers.tcn_fast`,
+  :mod:`~audiomask.maskers.tcn_train`) run their norm/PReLU/depthwise passes and the backward
+  passes here, on PyTorch's OpenMP threads.
+
+The extension is built at install time when a C compiler is present (``setup.py``, optional);
+:data:`ENABLED` is ``False`` without it, or with ``AUDIOMASK_NO_NATIVE=1``, and callers then
+run the PyTorch ops. Results agree to float32 rounding.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
+from audiomask.nn.history import history_grow
 from audiomask.maskers.tcn_stream import (DW_A, DW_B, IN_A, IN_B, IN_W, N1_B, N1_W, N2_B, N2_W, OUT_B,
                                           OUT_W, TAPS, activate_masks)
 
@@ -80,10 +81,7 @@ class NativeStreamPlan:
         spare room), keeping their last ``context`` frames."""
         for i, c in enumerate(self.cblocks):
             if c.context + frames > c.cap:
-                old = self.buffers[i]
-                grown = old.new_zeros(old.shape[0], c.context + 2 * frames, old.shape[2])
-                grown[:, : c.context] = old[:, c.end - c.context : c.end]
-                self._set_buffer(i, grown, c.context)
+                self._set_buffer(i, *history_grow(self.buffers[i], c.end, c.context, frames))
 
 
 def _panels(weight: Tensor) -> Tensor:

@@ -26,15 +26,24 @@ def history_buffer(batch: int, context: int, channels: int, device: Optional[tor
     return torch.zeros(batch, context + spare, channels, device=device, dtype=dtype), context
 
 
+def history_grow(buffer: Tensor, end: int, context: int, frames: int) -> Tuple[Tensor, int]:
+    """``(buffer, end)`` with room for ``frames`` more frames after the context: unchanged when
+    ``context + frames`` fit, else a larger buffer (``context + 2·frames``) holding the last
+    ``context`` frames at its front."""
+    if context + frames <= buffer.shape[1]:
+        return buffer, end
+    grown = buffer.new_zeros([buffer.shape[0], context + 2 * frames, buffer.shape[2]])
+    grown[:, :context] = buffer[:, end - context : end]
+    return grown, context
+
+
 def history_push(buffer: Tensor, end: int, context: int, block: Tensor) -> Tuple[Tensor, int, Tensor]:
     """Append ``block [B, F, C]``: ``(buffer, end, view)`` where ``view [B, context + F, C]`` is
     the ``context`` frames before the block followed by the block (valid until the next push)."""
     frames = block.shape[1]
-    if end + frames > buffer.shape[1]:
-        history = buffer[:, end - context : end].clone()
-        if context + frames > buffer.shape[1]:  # a block longer than the spare room
-            buffer = buffer.new_empty([buffer.shape[0], context + 2 * frames, buffer.shape[2]])
-        buffer[:, :context] = history
+    buffer, end = history_grow(buffer, end, context, frames)
+    if end + frames > buffer.shape[1]:  # no spare room left: the context moves to the front
+        buffer[:, :context] = buffer[:, end - context : end].clone()
         end = context
     buffer[:, end : end + frames] = block
     end += frames
