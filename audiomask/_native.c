@@ -113,10 +113,21 @@ static inline void am_row_moments(const float *u, int64_t H, float *as, float *a
  * compiler would reload them in every iteration instead of vectorising the loop. */
 #define AM_R __restrict__
 
+/* Per-thread scratch of a pass: on the stack up to AM_STACK_FLOATS floats, otherwise from
+ * calloc. (Requests of a few KB per call would come out of the large free blocks of a heap
+ * that keeps what it frees, splitting them, so that the next large block goes elsewhere.) */
+#define AM_STACK_FLOATS 6144
+static inline float *am_scratch(float *stack, size_t n) {
+    if (n <= AM_STACK_FLOATS) return memset(stack, 0, n * sizeof(float));
+    return calloc(n, sizeof(float));
+}
+static inline void am_scratch_free(float *p, const float *stack) { if (p != stack) free(p); }
+
 AM_CLONES static void am_stats_rows(am_job *j) {
     const int64_t H = j->H, ld = j->ld;
     const float a1 = j->a1, *AM_R x = j->x;
-    float *AM_R buf = calloc(3 * (size_t)H, sizeof(float));
+    float stack_[AM_STACK_FLOATS];
+    float *AM_R buf = am_scratch(stack_, 3 * (size_t)H);
     if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
     float *AM_R u = buf + 2 * H;
     for (int64_t t = j->t0; t < j->t1; ++t) {
@@ -124,7 +135,7 @@ AM_CLONES static void am_stats_rows(am_job *j) {
         for (int64_t c = 0; c < H; ++c) u[c] = am_prelu(row[c], a1);
         am_row_moments(u, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
     }
-    free(buf);
+    am_scratch_free(buf, stack_);
 }
 
 AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
@@ -133,10 +144,11 @@ AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
     const float *AM_R x = j->x, *AM_R scale = j->scale, *AM_R shift = j->shift, *AM_R taps = j->taps,
                 *AM_R bias = j->bias;
     float *AM_R out = j->out, *AM_R pre = j->pre;
-    float *AM_R buf = calloc(2 * (size_t)H, sizeof(float));
+    float stack_[AM_STACK_FLOATS];
+    float *AM_R buf = am_scratch(stack_, 3 * (size_t)H);  /* moments, and a row when out is NULL */
     if (!buf) { j->acc[0] = j->acc[1] = NAN; return; }
     for (int64_t t = j->t0; t < j->t1; ++t) {
-        float *AM_R o = out + (t - j->r0) * H;
+        float *AM_R o = out ? out + (t - j->r0) * H : buf + 2 * H;
         for (int64_t c = 0; c < H; ++c) o[c] = bias[c];
         for (int64_t k = 0; k < P; ++k) {
             int64_t src = t + k * d - pad;
@@ -148,7 +160,7 @@ AM_CLONES static void am_norm_dwconv_rows(am_job *j) {
         for (int64_t c = 0; c < H; ++c) o[c] = am_prelu(o[c], a2);
         am_row_moments(o, H, buf, buf + H, t - j->t0, t == j->t1 - 1, j->acc);
     }
-    free(buf);
+    am_scratch_free(buf, stack_);
 }
 
 /* The backward passes sum per channel over frames: in float over AM_FLUSH rows (vectorised),
@@ -161,7 +173,8 @@ static inline void am_flush(float *part, double *acc, int64_t n, int64_t row, in
 AM_CLONES static void am_gln_bwd_sums_rows(am_job *j) {
     const int64_t H = j->H;
     const float a2 = j->a2, mu = j->mu, r = j->r, *AM_R x = j->x, *AM_R vv = j->v;
-    float *AM_R part = calloc(2 * (size_t)H, sizeof(float));
+    float stack_[AM_STACK_FLOATS];
+    float *AM_R part = am_scratch(stack_, 2 * (size_t)H);
     if (!part) { j->acc[0] = NAN; return; }
     float *AM_R sd = part, *AM_R sm = part + H;
     for (int64_t t = j->t0; t < j->t1; ++t) {
@@ -172,7 +185,7 @@ AM_CLONES static void am_gln_bwd_sums_rows(am_job *j) {
         }
         am_flush(part, j->acc, 2 * H, t - j->t0, t == j->t1 - 1);
     }
-    free(part);
+    am_scratch_free(part, stack_);
 }
 
 AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
@@ -181,7 +194,8 @@ AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
     const float *AM_R x = j->x, *AM_R vv = j->v, *AM_R hh = j->h, *AM_R gamma = j->gamma,
                 *AM_R scale = j->scale, *AM_R shift = j->shift;
     float *AM_R out = j->out;
-    float *AM_R part = calloc((size_t)((P + 2) * H), sizeof(float));
+    float stack_[AM_STACK_FLOATS];
+    float *AM_R part = am_scratch(stack_, (size_t)((P + 2) * H));
     if (!part) { j->acc[0] = NAN; return; }
     float *AM_R dtaps = part, *AM_R dbias = part + P * H, *AM_R dslope = part + (P + 1) * H;
     const float r = j->r, rr = j->r * j->r * j->cB, cA = j->r * j->cA;
@@ -204,7 +218,7 @@ AM_CLONES static void am_dwconv_bwd_rows(am_job *j) {
         }
         am_flush(part, j->acc, (P + 2) * H, t - j->t0, t == j->t1 - 1);
     }
-    free(part);
+    am_scratch_free(part, stack_);
 }
 
 AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
@@ -212,7 +226,8 @@ AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
     const float a1 = j->a1, mu = j->mu, r = j->r;
     const float *AM_R x = j->x, *AM_R hh = j->h, *AM_R taps = j->taps;
     float *AM_R out = j->out;
-    float *AM_R part = calloc(2 * (size_t)H, sizeof(float));
+    float stack_[AM_STACK_FLOATS];
+    float *AM_R part = am_scratch(stack_, 2 * (size_t)H);
     if (!part) { j->acc[0] = NAN; return; }
     float *AM_R sd = part, *AM_R sn = part + H;
     for (int64_t s = j->t0; s < j->t1; ++s) {
@@ -231,14 +246,15 @@ AM_CLONES static void am_dwconv_bwd_input_rows(am_job *j) {
         }
         am_flush(part, j->acc, 2 * H, s - j->t0, s == j->t1 - 1);
     }
-    free(part);
+    am_scratch_free(part, stack_);
 }
 
 AM_CLONES static void am_gln_prelu_bwd_rows(am_job *j) {
     const int64_t H = j->H;
     const float a1 = j->a1, mu = j->mu, *AM_R x = j->x, *AM_R hh = j->h, *AM_R gamma = j->gamma;
     float *AM_R out = j->out;
-    float *AM_R part = calloc(2 * (size_t)H, sizeof(float));
+    float stack_[AM_STACK_FLOATS];
+    float *AM_R part = am_scratch(stack_, 2 * (size_t)H);
     if (!part) { j->acc[0] = NAN; return; }
     float *AM_R dbias = part, *AM_R dslope = part + H;
     const float r = j->r, rr = j->r * j->r * j->cB, cA = j->r * j->cA;
@@ -254,7 +270,7 @@ AM_CLONES static void am_gln_prelu_bwd_rows(am_job *j) {
         }
         am_flush(part, j->acc, 2 * H, t - j->t0, t == j->t1 - 1);
     }
-    free(part);
+    am_scratch_free(part, stack_);
 }
 
 typedef void (*am_pass)(am_job *);
@@ -308,7 +324,8 @@ AM_EXPORT int am_prelu_stats_f32(const float *x, int64_t ld, int64_t T, int64_t 
 /* out = prelu(bias + Σ_k taps[k] · n[t + k·d − pad], out_slope) for rows t in [r0, r1) of
  * [0, T), with n = prelu(x, slope) · scale + shift inside [0, T), 0 outside (x [T, H], row
  * stride ld); out [r1 − r0, H] (row r0 first); out2 = (Σ out, Σ out²) over those rows; `pre`
- * (may be NULL, like out) receives the conv output before the PReLU. */
+ * (may be NULL) receives the conv output before the PReLU. With out NULL only the sums are
+ * made (each row lives in a thread's buffer). */
 AM_EXPORT int am_norm_dwconv_prelu_f32(const float *x, int64_t ld, int64_t T, int64_t H, float slope,
                                        const float *scale, const float *shift, const float *taps,
                                        const float *bias, int64_t P, int64_t d, int64_t pad,

@@ -127,7 +127,7 @@ def prelu_stats(x: torch.Tensor, slope: float = 1.0) -> tuple[float, float]:
 
 def norm_dwconv_prelu(x: torch.Tensor, slope: float, scale: torch.Tensor, shift: torch.Tensor,
                       taps: torch.Tensor, bias: torch.Tensor, dilation: int, pad: int,
-                      out_slope: float, out: torch.Tensor,
+                      out_slope: float, out: torch.Tensor | None,
                       pre: torch.Tensor | None = None, rows: tuple[int, int] | None = None) -> tuple[float, float]:
     """The middle of a TCN block over whole rows ``x [T, H]`` in one pass::
 
@@ -135,14 +135,15 @@ def norm_dwconv_prelu(x: torch.Tensor, slope: float, scale: torch.Tensor, shift:
         out[t] = prelu(bias + Σ_k taps[k] * n[t + k·dilation − pad], out_slope)
 
     with ``n`` zero outside ``[0, T)``, for the rows ``t`` in ``rows = (r0, r1)`` (all by
-    default): ``out [r1 − r0, H]`` contiguous (and ``pre``, the values before the PReLU).
-    ``scale``/``shift``/``bias`` ``[H]`` and ``taps [P, H]`` contiguous float32. Returns
-    ``(Σ out, Σ out²)`` (float64) over those rows, for the next norm."""
+    default): ``out [r1 − r0, H]`` contiguous (and ``pre``, the values before the PReLU);
+    ``out=None`` makes only the sums. ``scale``/``shift``/``bias`` ``[H]`` and ``taps [P, H]``
+    contiguous float32. Returns ``(Σ out, Σ out²)`` (float64) over those rows, for the next
+    norm."""
     r0, r1 = rows if rows is not None else (0, x.shape[0])
     sums = (ctypes.c_double * 2)()
     _checked(_ndw(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], float(slope), scale.data_ptr(),
          shift.data_ptr(), taps.data_ptr(), bias.data_ptr(), taps.shape[0], dilation, pad,
-         float(out_slope), out.data_ptr(), None if pre is None else pre.data_ptr(), r0, r1,
+         float(out_slope), None if out is None else out.data_ptr(), None if pre is None else pre.data_ptr(), r0, r1,
          torch.get_num_threads(), sums))
     return sums[0], sums[1]
 

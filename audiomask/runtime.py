@@ -11,14 +11,24 @@ than returned to the system (the peak RSS does not change).
 
 The ``audiomask`` command applies it at start (``AUDIOMASK_TUNE_MALLOC=0`` turns it off);
 library users call :func:`tune_allocator` once.
+
+A heap that keeps what it frees has its own cost: a large block freed in the middle of it is
+split for small requests, and the next block of the same size goes above it, so the peak
+grows. The few large buffers a forward pass keeps for its whole length (the CPU fast path's
+activations) therefore live outside the heap, in their own memory maps
+(:func:`mapped_zeros`), returned to the system when freed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import mmap
 import os
 import sys
+
+import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _applied = False
@@ -41,3 +51,20 @@ def tune_allocator() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     return _applied
+
+
+#: buffers smaller than this come from the heap (:func:`mapped_zeros`)
+MAPPED_MIN_BYTES = 1 << 20
+
+
+def mapped_zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A zero tensor of ``shape`` in its own anonymous memory map, outside ``malloc``'s heap:
+    its pages are made at once (``MAP_POPULATE`` where there is one) and go back to the
+    system when the tensor is freed. Below :data:`MAPPED_MIN_BYTES`, or where anonymous maps
+    are missing, it is ``torch.zeros``."""
+    count = math.prod(shape)
+    nbytes = count * torch.empty((), dtype=dtype).element_size()
+    if nbytes < MAPPED_MIN_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return torch.zeros(shape, dtype=dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    return torch.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=dtype, count=count).view(shape)

@@ -71,6 +71,40 @@ def test_fast_path_variants(overrides):
     assert (_fast(model, x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
 
 
+@pytest.mark.parametrize("chunk", [37, 5])
+def test_chunked_long_input_path_equals_module_forward(monkeypatch, chunk):
+    """Above WHOLE frames every pass runs chunk by chunk (a chunk shorter than the largest
+    dilation included) into the shared mapped buffers, and masks are decoded in chunks: the
+    result is still the module forward's."""
+    monkeypatch.setattr(tcn_fast, "WHOLE", 100)
+    monkeypatch.setattr(tcn_fast, "CHUNK", chunk)
+    monkeypatch.setattr(ConvTasNet, "_MASK_CHUNK", 29)
+    monkeypatch.setattr("audiomask.runtime.MAPPED_MIN_BYTES", 1024)  # small buffers mapped too
+    for overrides in ({}, {"skip_chan": 0}, {"n_src": 3, "mask_act": "softmax"}):
+        model = _model(**overrides)
+        x = torch.randn(2, 4007)
+        assert len(tcn_fast._spans(model.encoder.framing.n_frames(4007))) > 1
+        ref = _reference(model, x)
+        assert (_fast(model, x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+        rep = model.encoder(x)
+        with torch.enable_grad():
+            ref = model.masker(rep).detach()
+        with torch.no_grad():
+            assert (model.masker(rep) - ref).abs().max() <= 1e-5
+
+
+def test_mapped_zeros_are_zero_tensors_outside_the_heap():
+    from audiomask.runtime import mapped_zeros
+
+    big = mapped_zeros(1000, 600)
+    assert big.shape == (1000, 600) and big.dtype == torch.float32 and big.is_contiguous()
+    assert big.abs().sum().item() == 0.0
+    big[999, 599] = 3.0  # writable, as large as asked
+    assert big.sum().item() == 3.0
+    small = mapped_zeros(3, 4, dtype=torch.float64)
+    assert small.dtype == torch.float64 and small.abs().sum().item() == 0.0
+
+
 def test_fast_masker_equals_module_masker():
     model = _model()
     rep = model.encoder(torch.randn(3, 2000))

@@ -10,11 +10,16 @@ autograd, with four passes over memory per block instead of about twelve:
 2. ``Σ prelu(h)``, ``Σ prelu(h)²`` — the first gLN's statistics (C kernel, one read);
 3. ``g = prelu(dwconv(gLN(prelu(h))))`` and ``Σ g``, ``Σ g²`` — gLN applied as a per-channel
    affine while the dilated depthwise conv reads its taps (C kernel, one read, one write);
-4. ``[x | skip] += (g (W γ)ᵀ) / σ`` — the second gLN folded into the residual/skip 1×1 convs
-   (passes 3 and 4 run ``CHUNK`` frames at a time, so ``g`` never exists whole):
-   ``W (γ (g − μ)/σ + β) + b = (g (W diag γ)ᵀ)/σ + (b + Wβ − (Wγ) μ/σ)``; the constant vector
-   is not added to the ``[T, ·]`` activations but carried: for the residual path into the next
-   block's input bias (``Wᵢₙ (x + o) = Wᵢₙ x + Wᵢₙ o``), for the skip path to the end.
+4. ``[x | skip] += g (W diag γ / σ)ᵀ`` — the second gLN folded into the residual/skip 1×1
+   convs: ``W (γ (g − μ)/σ + β) + b = g (W diag γ / σ)ᵀ + (b + Wβ − (Wγ) μ/σ)``; the constant
+   vector is not added to the ``[T, ·]`` activations but carried: for the residual path into
+   the next block's input bias (``Wᵢₙ (x + o) = Wᵢₙ x + Wᵢₙ o``), for the skip path to the end.
+
+Long inputs (above :data:`WHOLE` frames) run every pass :data:`CHUNK` frames at a time, so
+that peak memory is ``[x | skip]``, one ``h`` shared by all blocks (both in their own memory
+maps, :func:`~audiomask.runtime.mapped_zeros`) and a few chunks: pass 2 reads each chunk of
+``h`` while it is still in cache, and pass 3 runs twice, once for the statistics alone, then
+chunk by chunk before each chunk's pass 4.
 
 The input gLN is folded into the bottleneck the same way. Outputs equal the module's forward
 to float32 rounding (tests: ≤ 1e-5 relative). Used by :class:`~audiomask.maskers.tcn.TCNMasker`
@@ -23,7 +28,9 @@ when :func:`applies`; ``AUDIOMASK_NO_NATIVE=1`` (no C kernels) turns it off.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +40,7 @@ from torch import Tensor
 from audiomask import native
 from audiomask.nn import onednn
 from audiomask.nn.norms import GlobalLayerNorm
+from audiomask.runtime import mapped_zeros
 
 
 @dataclass
@@ -49,7 +57,8 @@ class _BlockWeights:
     dilation: int
     pad: int           # left padding of the depthwise conv (frames)
     slope_dw: float    # PReLU after the depthwise conv
-    w_out: Tensor      # [Wᵣₑₛ; W_skip] · diag(γ₂): [B + Sc, H]
+    w_outs: tuple[Tensor, ...]  # Wᵣₑₛ [B, H] and W_skip [Sc, H] (the modules' own weights)
+    gamma2: Tensor     # second gLN gain γ₂ [H]
     w_gamma: Tensor    # [Wᵣₑₛ; W_skip] γ₂: [B + Sc]
     b_out: Tensor      # [bᵣₑₛ; b_skip] + [Wᵣₑₛ; W_skip] β₂: [B + Sc]
     eps1: float
@@ -95,15 +104,15 @@ def _plan(masker) -> _Plan:
     blocks = []
     for b in masker.blocks:
         outs = [b.res_conv] + ([b.skip_conv] if b.skip_conv is not None else [])
-        w_out = torch.cat([c.weight[:, :, 0] for c in outs])
-        b_out = torch.cat([c.bias for c in outs])
+        w_outs = tuple(c.weight[:, :, 0] for c in outs)
+        w_out, b_out = torch.cat(w_outs), torch.cat([c.bias for c in outs])
         g2, be2 = b.dw_norm.weight, b.dw_norm.bias
         blocks.append(_BlockWeights(
             w_in=b.in_conv.weight[:, :, 0], b_in=b.in_conv.bias, slope_in=_slope(b.in_act),
             gamma1=b.in_norm.weight, beta1=b.in_norm.bias,
             taps=b.dw_conv.weight[:, 0].t().contiguous(), dw_bias=b.dw_conv.bias.contiguous(),
             dilation=b.dilation, pad=b.dw_padding()[0], slope_dw=_slope(b.dw_act),
-            w_out=w_out * g2, w_gamma=w_out @ g2, b_out=b_out + w_out @ be2,
+            w_outs=w_outs, gamma2=g2, w_gamma=w_out @ g2, b_out=b_out + w_out @ be2,
             eps1=float(b.in_norm.eps), eps2=float(b.dw_norm.eps)))
     plan = _Plan(key=key, norm_gamma=norm.weight, norm_beta=norm.bias, eps=float(norm.eps),
                  w_bn=w * norm.weight, w_bn_gamma=w @ norm.weight, b_bn=bn.bias + w @ norm.bias,
@@ -119,9 +128,19 @@ def _moments(sums: tuple[float, float], count: int, eps: float) -> tuple[float, 
     return mean, 1.0 / math.sqrt(var + eps)
 
 
-#: frames per chunk of the second half of a block (depthwise pass → residual/skip 1×1 convs):
-#: the ``[T, H]`` output of the depthwise pass never exists whole
-CHUNK = 4096
+#: inputs of more frames than this run chunk by chunk (:func:`blocks`), so that no ``[T, N]``
+#: or ``[T, H]`` activation but the blocks' shared ``h`` exists whole (long inputs: memory);
+#: up to it every pass runs over all frames at once (short inputs: speed)
+WHOLE = 8192
+#: frames per chunk above :data:`WHOLE`
+CHUNK = 2048
+
+
+def _spans(frames: int) -> list[tuple[int, int]]:
+    """``[r0, r1)`` row ranges the passes run over: one, or chunks of :data:`CHUNK` frames."""
+    if frames <= WHOLE:
+        return [(0, frames)]
+    return [(r0, min(frames, r0 + CHUNK)) for r0 in range(0, frames, CHUNK)]
 
 
 @torch.no_grad()
@@ -129,61 +148,98 @@ def tcn_features(masker, rep: Tensor) -> Tensor:
     """What the mask head reads — the summed skip connections (or the residual path when the
     TCN has no skip path) — for one example given frames-major ``rep [T, N]``: ``[T, Sc]``
     (or ``[T, B]``). Equals the module's intermediate result to float32 rounding.
-    (:func:`bottleneck` then :func:`blocks`; a caller that can drop ``rep`` in between saves
-    its memory.)"""
-    return blocks(masker, *bottleneck(masker, rep))
+    (:func:`bottleneck` then :func:`blocks`; a caller that can compute ``rep`` chunk by chunk
+    never holds it whole.)"""
+    return blocks(masker, *bottleneck(masker, lambda r0, r1: rep[r0:r1], rep.shape[0]))
 
 
 @torch.no_grad()
-def bottleneck(masker, rep: Tensor) -> tuple[Tensor, Tensor]:
-    """The input gLN and bottleneck of frames-major ``rep [T, N]``: ``(acc, offset)`` where
-    ``acc [T, B + Sc]`` holds the residual path without its constant ``offset [B]`` and zeros
-    for the skip sums."""
+def bottleneck(masker, encode: Callable[[int, int], Tensor], frames: int) -> tuple[Tensor, Tensor]:
+    """The input gLN and bottleneck of the frames-major encoder output, given as ``encode(r0,
+    r1)`` → its rows ``[r1 − r0, N]`` of ``frames``: ``(acc, offset)`` where ``acc [T, B + Sc]``
+    holds the residual path without its constant ``offset [B]`` and zeros for the skip sums.
+    Above :data:`WHOLE` frames the rows are asked for twice, chunk by chunk (the norm's
+    statistics, then the product), so ``[T, N]`` never exists whole."""
     p = _plan(masker)
-    rep = rep.contiguous()
     n_bn = p.w_bn.shape[0]
-    width = p.blocks[0].w_out.shape[0] if p.blocks else n_bn
-    mean, inv = _moments(native.prelu_stats(rep, 1.0), rep.numel(), p.eps)
-    acc = rep.new_zeros(rep.shape[0], width)  # [x | skip]: residual path and summed skips
-    acc[:, :n_bn] = onednn.linear(rep, p.w_bn * inv)
+    width = p.blocks[0].w_gamma.shape[0] if p.blocks else n_bn
+    spans = _spans(frames)
+    kept = encode(*spans[0]).contiguous() if len(spans) == 1 else None
+    total, total_sq = 0.0, 0.0
+    for r0, r1 in spans:
+        sums = native.prelu_stats(kept if kept is not None else encode(r0, r1).contiguous(), 1.0)
+        total, total_sq = total + sums[0], total_sq + sums[1]
+    mean, inv = _moments((total, total_sq), frames * p.norm_gamma.shape[0], p.eps)
+    w = p.w_bn * inv
+    acc = mapped_zeros(frames, width)  # [x | skip]: residual path and summed skips
+    for r0, r1 in spans:
+        acc[r0:r1, :n_bn] = onednn.linear(kept if kept is not None else encode(r0, r1).contiguous(), w)
     return acc, p.b_bn - p.w_bn_gamma * (mean * inv)
 
 
 @torch.no_grad()
 def blocks(masker, acc: Tensor, offset: Tensor) -> Tensor:
     """Every TCN block over :func:`bottleneck`'s ``(acc, offset)`` (``acc`` is updated in
-    place); returns the features :func:`tcn_features` describes."""
+    place); returns the features :func:`tcn_features` describes (a view of ``acc``)."""
     p = _plan(masker)
     frames, width = acc.shape
     n_bn = p.w_bn.shape[0]
     if not p.blocks:
         return acc.add_(offset)
     skip_offset = acc.new_zeros(width - n_bn)
-    hidden = p.blocks[0].w_in.shape[0]
-    g = acc.new_empty(min(frames, CHUNK), hidden)
-    unscaled = acc.new_empty(frames, width)  # g (W diag γ₂)ᵀ before the second norm's 1/σ
-    count = frames * hidden
+    spans, hidden = _spans(frames), p.blocks[0].w_in.shape[0]
+    g = acc.new_empty(spans[0][1] - spans[0][0], hidden)
+    h = mapped_zeros(frames, hidden) if len(spans) > 1 else None  # made once, for every block
     for b in p.blocks:
-        h = onednn.linear(acc[:, :n_bn], b.w_in, torch.addmv(b.b_in, b.w_in, offset))
-        mean, inv = _moments(native.prelu_stats(h, b.slope_in), count, b.eps1)
-        scale = b.gamma1 * inv
-        shift = b.beta1 - scale * mean
-        total, total_sq = 0.0, 0.0
-        for r0 in range(0, frames, CHUNK):
-            r1 = min(frames, r0 + CHUNK)
-            sums = native.norm_dwconv_prelu(h, b.slope_in, scale, shift, b.taps, b.dw_bias, b.dilation,
-                                            b.pad, b.slope_dw, g[: r1 - r0], rows=(r0, r1))
-            total, total_sq = total + sums[0], total_sq + sums[1]
-            unscaled[r0:r1] = onednn.linear(g[: r1 - r0], b.w_out)
-        del h
-        mean, inv = _moments((total, total_sq), count, b.eps2)
-        acc.add_(unscaled, alpha=inv)
-        const = b.b_out - b.w_gamma * (mean * inv)
+        const = _block(b, acc, offset, g, h, spans)
         offset = offset + const[:n_bn]
         skip_offset = skip_offset + const[n_bn:]
     if width > n_bn:
         return acc[:, n_bn:].add_(skip_offset)
     return acc.add_(offset)
+
+
+def _block(b: _BlockWeights, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor | None,
+           spans: list[tuple[int, int]]) -> Tensor:
+    """One block over ``acc [T, B + Sc]`` (updated in place) whose residual path lacks its
+    constant ``offset [B]``. ``g`` holds the depthwise pass's rows: all of them when
+    ``spans`` is one chunk; then ``h`` is ``None`` and the block makes its own. Otherwise
+    ``g`` holds one chunk and ``h [T, H]`` is a buffer the blocks share. Returns the block's
+    own constant ``[B + Sc]`` (module docstring).
+
+    On more than one chunk every pass runs chunk by chunk, so besides ``acc`` and ``h`` a
+    block holds only chunks: the 1×1 conv in fills ``h`` (each product's statistics read
+    while it is still in cache), the depthwise pass runs twice, first for the second norm's
+    statistics alone, then to feed the residual/skip 1×1 convs, each chunk's product added
+    into ``acc`` at once. (Writing into one ``h`` rather than a new ``[T, H]`` per block
+    keeps the heap from growing: glibc would split the freed ``h`` for small requests and
+    put the next one elsewhere.)"""
+    frames, n_bn = acc.shape[0], offset.shape[0]
+    count = frames * g.shape[1]
+    x, bias = acc[:, :n_bn], torch.addmv(b.b_in, b.w_in, offset)
+    if h is None:
+        h = onednn.linear(x, b.w_in, bias)
+        sums = [native.prelu_stats(h, b.slope_in)]
+    else:
+        sums = []
+        for r0, r1 in spans:
+            part = onednn.linear(x[r0:r1], b.w_in, bias)
+            sums.append(native.prelu_stats(part, b.slope_in))
+            h[r0:r1] = part
+            del part  # before the next one is made
+    mean, inv = _moments((sum(s[0] for s in sums), sum(s[1] for s in sums)), count, b.eps1)
+    scale = b.gamma1 * inv
+    middle = functools.partial(native.norm_dwconv_prelu, h, b.slope_in, scale, b.beta1 - scale * mean,
+                               b.taps, b.dw_bias, b.dilation, b.pad, b.slope_dw)
+    whole = g.shape[0] == frames  # one depthwise pass, kept in g
+    sums = [middle(g if whole else None, rows=span) for span in spans]
+    mean, inv = _moments((sum(s[0] for s in sums), sum(s[1] for s in sums)), count, b.eps2)
+    w_out = torch.cat(b.w_outs).mul_(b.gamma2 * inv)  # [Wᵣₑₛ; W_skip] diag(γ₂) / σ₂
+    for r0, r1 in spans:
+        if not whole:
+            middle(g[: r1 - r0], rows=(r0, r1))
+        acc[r0:r1].add_(onednn.linear(g[: r1 - r0], w_out))
+    return b.b_out - b.w_gamma * (mean * inv)
 
 
 @torch.no_grad()
