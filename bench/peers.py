@@ -24,7 +24,10 @@ training steps on ``--batch`` × ``--train-seconds`` s (forward, ``audiomask.los
 pit_si_sdr_loss`` for all, backward, Adam; one warm-up step, then the best of
 ``--train-steps``). Peak memory is the child's VmHWM (peak RSS of its own address space;
 ``ru_maxrss`` would carry the parent's peak across ``exec``); the growth over the RSS after the
-model is built is given beside it.
+model is built is given beside it, and the memory target is judged on both (a process that
+has only imported torch is measured too: no PyTorch toolkit's peak can be below it). The
+parent also times the model's 1×1 convs alone through oneDNN (``dense_layers_rtf``), a floor
+for the compute-limit comparison.
 
 Allocator: glibc's defaults page-fault every large activation afresh, which slows long CPU
 inputs in every toolkit. Each peer runs as shipped (glibc defaults) and with the tuned
@@ -309,6 +312,37 @@ def onednn_gflops(threads: int, n: int = 4096, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def dense_layers_rtf(threads: int, seconds: float, repeats: int = 3) -> tuple[float, float]:
+    """The paper configuration's 1×1 convs alone (bottleneck, the 24 blocks' in and
+    residual/skip convs, mask head) over the frames of ``seconds`` of 8 kHz audio, through
+    oneDNN as the CPU fast path runs them (2048-frame chunks): ``(RTF, GFLOP/s)``; ``(0, 0)``
+    where oneDNN is unavailable. What the 1×1 convs cost at their own shapes, below which no
+    implementation that keeps them as matmuls can go."""
+    import torch
+
+    from audiomask.nn import onednn
+
+    if not onednn.enabled():
+        return 0.0, 0.0
+    torch.set_num_threads(threads)
+    frames, chunk = int(seconds * RATE) // 8 + 1, 2048
+    shapes = [(512, 128)] + [(128, 512), (512, 256)] * 24 + [(128, 1024)]  # (in, out) channels
+    weights = [torch.randn(o, i) / i**0.5 for i, o in shapes]
+    inputs = {i: torch.randn(chunk, i) for i in {i for i, _ in shapes}}
+
+    def run():
+        for r0 in range(0, frames, chunk):
+            rows = min(chunk, frames - r0)
+            for w in weights:
+                onednn.linear(inputs[w.shape[1]][:rows], w)
+
+    with torch.inference_mode():
+        run()
+        best = min(_timed(run) for _ in range(repeats))
+    flops = 2 * frames * sum(i * o for i, o in shapes)
+    return best / seconds, flops / best / 1e9
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -369,14 +403,16 @@ def key(r: dict) -> tuple:
 
 
 def run_all(toolkits: list[str], devices: list[str], args, workdir: Path
-            ) -> tuple[list[dict], list[float], list[float]]:
-    runs, gflops, dnn = [], [], []
+            ) -> tuple[list[dict], list[float], list[float], list[tuple[float, float]]]:
+    runs, gflops, dnn, dense = [], [], [], []
     total = args.reps * sum(len(schedule(toolkits, args, d)) for d in devices)
     t_start = time.time()
     for rep in range(args.reps):
         gflops.append(matmul_gflops(args.threads))
         dnn.append(onednn_gflops(args.threads))
-        log(f"[rep {rep + 1}/{args.reps}] matmul {gflops[-1]:.0f} GFLOP/s (oneDNN inner product {dnn[-1]:.0f})")
+        dense.append(dense_layers_rtf(args.threads, max(args.seconds)))
+        log(f"[rep {rep + 1}/{args.reps}] matmul {gflops[-1]:.0f} GFLOP/s (oneDNN inner product {dnn[-1]:.0f}; "
+            f"the model's 1×1 convs alone: RTF {dense[-1][0]:.4f} at {dense[-1][1]:.0f} GFLOP/s)")
         order = toolkits[rep % len(toolkits):] + toolkits[: rep % len(toolkits)]  # rotate each rep
         for device in devices:
             for spec in schedule(order, args, device):
@@ -384,7 +420,7 @@ def run_all(toolkits: list[str], devices: list[str], args, workdir: Path
                 r = {**spec, "rep": rep, **run_child({**spec, "workdir": str(workdir)}, env)}
                 runs.append(r)
                 log(f"[{len(runs)}/{total}, {(time.time() - t_start) / 60:.1f} min] {describe(r)}")
-    return runs, gflops, dnn
+    return runs, gflops, dnn, dense
 
 
 def describe(r: dict) -> str:
@@ -588,6 +624,8 @@ def report(info: dict, summary: dict, args, diffs: dict, skipped: dict) -> str:
     v = ", ".join(f"{k} {x}" for k, x in m["versions"].items() if x)
     gflops = ", ".join(f"{g:.0f}" for g in info["matmul_gflops"])
     dnn = ", ".join(f"{g:.0f}" for g in info.get("onednn_gflops", [])) or "not measured"
+    dense_rtf = ", ".join(f"{r:.4f}" for r, _ in info.get("dense_layers", [])) or "—"
+    dense_gflops = ", ".join(f"{g:.0f}" for _, g in info.get("dense_layers", [])) or "—"
     return f"""# Conv-TasNet: audiomask against its peers ({m['date']})
 
 Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM{', GPU ' + m['gpu'] if m['gpu'] else ''};
@@ -612,7 +650,10 @@ for the peers); "glibc default" = audiomask with `AUDIOMASK_TUNE_MALLOC=0`, the 
 Compute limit: {info['flops_per_audio_s'] / 1e9:.2f} GFLOP per second of audio
 (`audiomask.profiling.count_macs` × 2, CPU fast path off while counting) at the 4096² float32
 matmul speed measured in each repetition: `torch.mm` (MKL) {gflops} GFLOP/s; oneDNN's inner
-product, which audiomask's CPU fast path uses for its 1×1 convs, {dnn} GFLOP/s.
+product, which audiomask's CPU fast path uses for its 1×1 convs, {dnn} GFLOP/s. The model's
+1×1 convs alone, through oneDNN at their own shapes over the {max(args.seconds):g} s input's frames
+(`dense_layers_rtf`), take RTF {dense_rtf} ({dense_gflops} GFLOP/s): a floor for any
+implementation that runs them as matmuls.
 
 Memory floor: a Python process that has only imported torch holds {info['torch_floor_mb']:.0f} MB
 (RSS, measured in this run), so no PyTorch toolkit's peak can be below it; the memory targets
@@ -665,7 +706,8 @@ def main() -> None:
         info["flops_per_audio_s"] = flops_per_audio_second(load_model("audiomask", workdir))
         diffs = output_diffs(workdir, toolkits, min(args.seconds))
         log(f"max |diff| vs audiomask: {diffs}; {info['flops_per_audio_s'] / 1e9:.2f} GFLOP per s of audio")
-        runs, info["matmul_gflops"], info["onednn_gflops"] = run_all(toolkits, devices, args, workdir)
+        runs, info["matmul_gflops"], info["onednn_gflops"], info["dense_layers"] = run_all(toolkits, devices, args,
+                                                                                          workdir)
     summary = summarize(runs, toolkits, devices, args, info["matmul_gflops"], info["flops_per_audio_s"], diffs,
                         info["onednn_gflops"])
     text = report(info, summary, args, diffs, skipped)
