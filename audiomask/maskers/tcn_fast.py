@@ -29,7 +29,6 @@ when :func:`applies`; ``AUDIOMASK_NO_NATIVE=1`` (no C kernels) turns it off.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn import onednn
-from audiomask.nn.norms import GlobalLayerNorm
+from audiomask.nn.norms import GlobalLayerNorm, global_moments
 from audiomask.runtime import mapped_zeros
 
 
@@ -121,13 +120,6 @@ def _plan(masker) -> _Plan:
     return plan
 
 
-def _moments(sums: tuple[float, float], count: int, eps: float) -> tuple[float, float]:
-    """Mean and ``1/sqrt(var + eps)`` from ``(Σx, Σx²)`` (biased variance, as gLN)."""
-    mean = sums[0] / count
-    var = max(sums[1] / count - mean * mean, 0.0)
-    return mean, 1.0 / math.sqrt(var + eps)
-
-
 #: inputs of more frames than this run chunk by chunk (:func:`blocks`), so that no ``[T, N]``
 #: or ``[T, H]`` activation but the blocks' shared ``h`` exists whole (long inputs: memory);
 #: up to it every pass runs over all frames at once (short inputs: speed)
@@ -165,11 +157,8 @@ def bottleneck(masker, encode: Callable[[int, int], Tensor], frames: int) -> tup
     width = p.blocks[0].w_gamma.shape[0] if p.blocks else n_bn
     spans = _spans(frames)
     kept = encode(*spans[0]).contiguous() if len(spans) == 1 else None
-    total, total_sq = 0.0, 0.0
-    for r0, r1 in spans:
-        sums = native.prelu_stats(kept if kept is not None else encode(r0, r1).contiguous(), 1.0)
-        total, total_sq = total + sums[0], total_sq + sums[1]
-    mean, inv = _moments((total, total_sq), frames * p.norm_gamma.shape[0], p.eps)
+    sums = [native.prelu_stats(kept if kept is not None else encode(r0, r1).contiguous(), 1.0) for r0, r1 in spans]
+    mean, inv = global_moments(sums, frames * p.norm_gamma.shape[0], p.eps)
     w = p.w_bn * inv
     acc = mapped_zeros(frames, width)  # [x | skip]: residual path and summed skips
     for r0, r1 in spans:
@@ -227,13 +216,13 @@ def _block(b: _BlockWeights, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor |
             sums.append(native.prelu_stats(part, b.slope_in))
             h[r0:r1] = part
             del part  # before the next one is made
-    mean, inv = _moments((sum(s[0] for s in sums), sum(s[1] for s in sums)), count, b.eps1)
+    mean, inv = global_moments(sums, count, b.eps1)
     scale = b.gamma1 * inv
     middle = functools.partial(native.norm_dwconv_prelu, h, b.slope_in, scale, b.beta1 - scale * mean,
                                b.taps, b.dw_bias, b.dilation, b.pad, b.slope_dw)
     whole = g.shape[0] == frames  # one depthwise pass, kept in g
     sums = [middle(g if whole else None, rows=span) for span in spans]
-    mean, inv = _moments((sum(s[0] for s in sums), sum(s[1] for s in sums)), count, b.eps2)
+    mean, inv = global_moments(sums, count, b.eps2)
     w_out = torch.cat(b.w_outs).mul_(b.gamma2 * inv)  # [Wᵣₑₛ; W_skip] diag(γ₂) / σ₂
     for r0, r1 in spans:
         if not whole:

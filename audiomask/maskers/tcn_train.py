@@ -22,14 +22,13 @@ Per block (symbols of the paper; ``r = 1/sqrt(var + eps)``)::
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
 
 from audiomask import native
 from audiomask.nn import onednn
-from audiomask.nn.norms import GlobalLayerNorm
+from audiomask.nn.norms import GlobalLayerNorm, global_moments
 
 
 def applies(masker, rep: Tensor) -> bool:
@@ -40,11 +39,6 @@ def applies(masker, rep: Tensor) -> bool:
             and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1 for b in masker.blocks))
 
 
-def _moments(sums: tuple[float, float], count: int, eps: float) -> tuple[float, float]:
-    mean = sums[0] / count
-    return mean, 1.0 / math.sqrt(max(sums[1] / count - mean * mean, 0.0) + eps)
-
-
 def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1: float, g1: Tensor,
             be1: Tensor, taps: Tensor, dw_b: Tensor, dilation: int, pad: int, a2: float, eps1: float,
             eps2: float, g: Tensor, v: Tensor | None = None) -> list[tuple[float, float, float, float]]:
@@ -53,11 +47,11 @@ def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1
     batch, frames, hidden = h.shape
     count, out = frames * hidden, []
     for b in range(batch):
-        mu1, r1 = stats[b][:2] if stats else _moments(native.prelu_stats(h[b], a1), count, eps1)
+        mu1, r1 = stats[b][:2] if stats else global_moments([native.prelu_stats(h[b], a1)], count, eps1)
         scale = g1 * r1
         sums = native.norm_dwconv_prelu(h[b], a1, scale, be1 - scale * mu1, taps, dw_b, dilation, pad,
                                         a2, g[b], None if v is None else v[b])
-        out.append((mu1, r1) + (stats[b][2:] if stats else _moments(sums, count, eps2)))
+        out.append((mu1, r1) + (stats[b][2:] if stats else global_moments([sums], count, eps2)))
     return out
 
 
