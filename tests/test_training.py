@@ -221,6 +221,36 @@ def test_init_from_checkpoint_starts_from_its_weights(small_speech_dir, tmp_path
         Trainer(load_config(conf), progress=False)
 
 
+def test_init_from_a_shallower_convtasnet_grows_it_without_changing_its_output(small_speech_dir, tmp_path):
+    start = audiomask.build("convtasnet", preset="tiny")  # X=3, R=1
+    for p in start.parameters():  # away from the initialisation, like a trained model
+        torch.nn.init.normal_(p, std=0.3)
+    start.save(tmp_path / "start.safetensors")
+    conf = write_config(tmp_path, small_speech_dir, model={
+        "init_from": str(tmp_path / "start.safetensors"), "overrides": {"n_repeats": 3}})
+    trainer = Trainer(load_config(conf), progress=False)
+    grown = trainer.model.eval()
+    assert len(grown.masker.blocks) == 9
+    # the old blocks and the encoder/decoder are copied, the added blocks' outputs are zero
+    assert torch.equal(grown.masker.blocks[1].dw_conv.weight, start.masker.blocks[1].dw_conv.weight)
+    assert torch.equal(grown.encoder.conv.weight, start.encoder.conv.weight)
+    assert grown.masker.blocks[5].res_conv.weight.abs().sum() == 0
+    assert grown.masker.blocks[5].in_conv.weight.abs().sum() > 0
+    mix = torch.randn(2, 4000)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(mix), start.eval()(mix), rtol=0, atol=1e-5)
+    trainer.train()  # and it trains: the added blocks move away from the identity
+    assert trainer.model.masker.blocks[5].res_conv.weight.abs().sum() > 0
+
+    narrow = audiomask.build("convtasnet", preset="tiny", hid_chan=16)
+    narrow.save(tmp_path / "narrow.safetensors")
+    conf = write_config(tmp_path, small_speech_dir, model={
+        "init_from": str(tmp_path / "narrow.safetensors"), "overrides": {"n_repeats": 2}},
+        run={"out_dir": str(tmp_path / "run2")})
+    with pytest.raises(ValueError, match="not a shallower TCN of the same widths.*blocks.0.in_conv.weight"):
+        Trainer(load_config(conf), progress=False)
+
+
 def test_step_batches_run_epoch_after_epoch_in_seeded_orders():
     from audiomask.training.trainer import StepBatches
 

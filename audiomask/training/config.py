@@ -15,7 +15,10 @@ class ModelSection:
     """Which model to train: registry ``name``, ``preset`` and config field ``overrides``.
 
     ``init_from``: a checkpoint (path or bundled model name) whose weights start a new run
-    (fine-tuning, or continuing a finished run with a new schedule); its config must match.
+    (fine-tuning, or continuing a finished run with a new schedule); its config must match,
+    except that a Conv-TasNet may start from one with fewer TCN blocks (e.g. ``overrides:
+    {n_repeats: 3}`` from an R=2 model): the added blocks start as the identity
+    (:meth:`~audiomask.maskers.tcn.TCNMasker.grow_from`).
     Ignored when the run resumes from its own checkpoint.
     """
 

@@ -240,8 +240,15 @@ class Trainer:
         from audiomask.models.checkpoint import check_state_dict, load_model
 
         source = load_model(spec)
-        check_state_dict(self.model, source.state_dict(), source=spec)
-        self.model.load_state_dict(source.state_dict())
+        state = source.state_dict()
+        masker = getattr(self.model, "masker", None)
+        if (source.name == self.model.name and hasattr(masker, "grow_from")
+                and len(source.masker.blocks) < len(masker.blocks)):
+            # A deeper TCN started from a shallower one: the same function at step 0, more depth.
+            masker.grow_from({k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")})
+            state = {**state, **{f"masker.{k}": v for k, v in masker.state_dict().items()}}
+        check_state_dict(self.model, state, source=spec)
+        self.model.load_state_dict(state)
 
     def _truncate_log(self, name: str, step: int) -> None:
         """Drop log rows written after the checkpoint we resume from (they will be redone)."""
