@@ -124,32 +124,26 @@ class TCNMasker(nn.Module):
                 skip_sum = skip if skip_sum is None else skip_sum + skip
         return self._masks(x if skip_sum is None else skip_sum, rep.shape)
 
-    @torch.no_grad()
-    def grow_from(self, state: dict[str, torch.Tensor]) -> int:
-        """Load the state dict of a shallower TCN of the same widths (fewer repeats R, or fewer
-        blocks in all) and make the blocks it lacks start as the identity: their residual and
-        skip 1×1 convs are zeroed, so this masker computes exactly what the shallower one did,
-        and training grows into the added depth. The shallower model's last residual conv,
-        which never reached its output, is zeroed too (it now feeds the added blocks).
-        ``state`` has this module's keys (no ``masker.`` prefix). Returns how many blocks were
-        added; raises :class:`ValueError` naming the tensors that do not fit."""
-        own = self.state_dict()
+    def grown_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The state dict of this masker started from ``state``, that of a shallower TCN of the
+        same widths (fewer repeats R, or fewer blocks in all): its tensors, plus this masker's
+        own for the blocks it lacks, whose residual and skip 1×1 convs are zero, so this
+        masker computes exactly what the shallower one did and training grows into the added
+        depth. The shallower model's last residual conv, which never reached its output, is
+        zero too (it now feeds the added blocks). ``state`` has this module's keys (no
+        ``masker.`` prefix); raises :class:`ValueError` naming the tensors that do not fit."""
+        from audiomask.models.checkpoint import state_dict_problems
+
         n_old = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-        missing = [k for k in own if k not in state]
-        bad = [k for k in state if k not in own or state[k].shape != own[k].shape]
-        deeper = [k for k in missing if not (k.startswith("blocks.") and int(k.split(".")[1]) >= n_old)]
-        if bad or deeper or not 0 < n_old < len(self.blocks):
+        own = self.state_dict()
+        kept = {k: v.shape for k, v in own.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= n_old)}
+        problems = state_dict_problems(kept, state)
+        if problems or not 0 < n_old < len(self.blocks):
             raise ValueError(f"not a shallower TCN of the same widths ({n_old} of {len(self.blocks)} "
-                             f"blocks): mismatched {bad[:5]}, missing {deeper[:5]}")
-        self.load_state_dict(state, strict=False)
-        self.blocks[n_old - 1].res_conv.weight.zero_()
-        self.blocks[n_old - 1].res_conv.bias.zero_()
-        for block in self.blocks[n_old:]:
-            for conv in (block.res_conv, block.skip_conv):
-                if conv is not None:
-                    conv.weight.zero_()
-                    conv.bias.zero_()
-        return len(self.blocks) - n_old
+                             "blocks): " + "; ".join(problems))
+        zeroed = [f"blocks.{n_old - 1}.res_conv."] + [f"blocks.{i}.{conv}." for i in range(n_old, len(self.blocks))
+                                                       for conv in ("res_conv", "skip_conv")]
+        return {k: torch.zeros_like(v) if k.startswith(tuple(zeroed)) else v for k, v in {**own, **state}.items()}
 
     # -- streaming (causal TCNs) ----------------------------------------------------------
     def initial_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":

@@ -18,7 +18,7 @@ class ModelSection:
     (fine-tuning, or continuing a finished run with a new schedule); its config must match,
     except that a Conv-TasNet may start from one with fewer TCN blocks (e.g. ``overrides:
     {n_repeats: 3}`` from an R=2 model): the added blocks start as the identity
-    (:meth:`~audiomask.maskers.tcn.TCNMasker.grow_from`).
+    (:meth:`~audiomask.maskers.tcn.TCNMasker.grown_state_dict`).
     Ignored when the run resumes from its own checkpoint.
     """
 

@@ -242,11 +242,11 @@ class Trainer:
         source = load_model(spec)
         state = source.state_dict()
         masker = getattr(self.model, "masker", None)
-        if (source.name == self.model.name and hasattr(masker, "grow_from")
+        if (source.name == self.model.name and hasattr(masker, "grown_state_dict")
                 and len(source.masker.blocks) < len(masker.blocks)):
             # A deeper TCN started from a shallower one: the same function at step 0, more depth.
-            masker.grow_from({k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")})
-            state = {**state, **{f"masker.{k}": v for k, v in masker.state_dict().items()}}
+            inner = {k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")}
+            state = {**state, **{f"masker.{k}": v for k, v in masker.grown_state_dict(inner).items()}}
         check_state_dict(self.model, state, source=spec)
         self.model.load_state_dict(state)
 
