@@ -42,7 +42,7 @@ def mean_si_sdri(model, data) -> float:
     return sum(gains) / len(gains)
 
 
-@pytest.mark.parametrize("name,floor_db", [("convtasnet-mini2mix", 7.5), ("convtasnet-mini2mix-causal", 2.0)])
+@pytest.mark.parametrize("name,floor_db", [("convtasnet-mini2mix", 8.0), ("convtasnet-mini2mix-causal", 2.0)])
 def test_shipped_models_reach_their_card_on_unseen_speakers(name, floor_db, validation_mixtures):
     """The SI-SDRi in each checkpoint's metadata (and MODEL_CARD.md) is what it measures."""
     gain = mean_si_sdri(audiomask.load(name), validation_mixtures)
