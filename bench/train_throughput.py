@@ -1,7 +1,7 @@
 """Training throughput of Conv-TasNet presets on this machine: steps/s and samples/s.
 
-A name of a bundled model (``convtasnet-mini2mix``) measures that model's architecture (the
-shipped preset: ``small`` grown to R=5) from its stored weights.
+A name of a bundled model (``convtasnet-mini2mix``) measures that model's architecture, built
+from its stored config and weights.
 
 One optimizer step = forward + PIT SI-SDR loss + backward + Adam on a batch of
 ``--batch`` × ``--seconds`` s mixtures at 8 kHz. Presets are measured one after the other in
