@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from audiomask.audio import read_audio
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
 from audiomask.data.speakers import audio_files, speaker_of
+from audiomask.data.synthetic_noise import NoiseSynthesizer
 
 _REVERB_STREAM, _NOISE_STREAM, _SPEED_STREAM = 1, 2, 3
 
@@ -67,6 +68,17 @@ class DynamicMixingDataset(Dataset):
             uniformly in ``[1 - s, 1 + s]`` (a crop of ``segment * factor`` seconds resampled
             to ``segment`` seconds with soxr), independently per source. ``0`` (default)
             leaves the examples bit-identical to no perturbation.
+        synthetic_noise: probability that an example's noise is synthesised from the
+            training data (:class:`~audiomask.data.synthetic_noise.NoiseSynthesizer`: babble
+            of other speakers of ``files``, never the mixture's own, or coloured noise with
+            a random spectral envelope) instead of a crop of ``noise_files``; without
+            ``noise_files``, any value > 0 makes all noise synthetic. ``0`` (default): real
+            recordings only.
+        noise_prob: probability that an example has noise at all (when any noise is
+            configured). ``1`` (default) keeps the draws of earlier versions.
+        noise_span: ``(start, end)`` fractions of each noise recording that crops come from,
+            e.g. ``(0, 0.8)`` for training and ``(0.8, 1)`` for validation, so the two never
+            share noise.
         reverberant_target: the target under reverberation. ``False`` (default): the
             **dry source** (direct path, time-aligned and at unit gain, see
             :mod:`audiomask.data.reverb`), so the model learns dereverberation and
@@ -91,7 +103,10 @@ class DynamicMixingDataset(Dataset):
                  simulate_rooms: bool | RoomSimulator = False,
                  reverb_prob: float = 1.0,
                  reverberant_target: bool = False,
-                 speed_perturb: float = 0.0) -> None:
+                 speed_perturb: float = 0.0,
+                 synthetic_noise: float = 0.0,
+                 noise_prob: float = 1.0,
+                 noise_span: tuple[float, float] = (0.0, 1.0)) -> None:
         self.sample_rate, self.n_src, self.length, self.seed = sample_rate, n_src, length, seed
         self.segment_samples = int(round(segment * sample_rate))
         self.sir_db = sir_db
@@ -106,6 +121,13 @@ class DynamicMixingDataset(Dataset):
             raise ValueError(f"speed_perturb must be in [0, 0.5), got {speed_perturb}")
         self.reverb_prob, self.reverberant_target = float(reverb_prob), bool(reverberant_target)
         self.speed_perturb = float(speed_perturb)
+        if not 0.0 <= synthetic_noise <= 1.0:
+            raise ValueError(f"synthetic_noise must be in [0, 1], got {synthetic_noise}")
+        if not 0.0 <= noise_prob <= 1.0:
+            raise ValueError(f"noise_prob must be in [0, 1], got {noise_prob}")
+        if len(noise_span) != 2 or not 0.0 <= noise_span[0] < noise_span[1] <= 1.0:
+            raise ValueError(f"noise_span must be (start, end) with 0 <= start < end <= 1, got {noise_span}")
+        self.synthetic_noise, self.noise_prob = float(synthetic_noise), float(noise_prob)
 
         by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
         for f in files:
@@ -124,7 +146,11 @@ class DynamicMixingDataset(Dataset):
                 raise ValueError("noise_files is empty")
             for f in self.noise_files:
                 wav, _ = read_audio(f, sample_rate=sample_rate, downmix=True)
-                self.noises.append(wav[0].double().numpy())
+                wav = wav[0].double().numpy()
+                if tuple(noise_span) != (0.0, 1.0):
+                    wav = wav[int(noise_span[0] * len(wav)) : int(noise_span[1] * len(wav))]
+                self.noises.append(wav)
+        self.synthesizer = (NoiseSynthesizer(self.utterances, sample_rate) if synthetic_noise > 0 else None)
 
         self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
         self.room_simulator = make_room_simulator(simulate_rooms, sample_rate)
@@ -177,9 +203,21 @@ class DynamicMixingDataset(Dataset):
         rirs, room = self.room_simulator.sample(rng, self.n_src)
         return rirs, {"kind": "simulated", **room}
 
-    def _draw_noise(self, index: int) -> tuple[np.ndarray, float, dict[str, Any]]:
-        """Unscaled noise crop and SNR for example ``index``, from generator ``(seed, index, 2)``."""
+    @property
+    def has_noise(self) -> bool:
+        """Whether any noise (recorded or synthetic) is configured."""
+        return bool(self.noises) or self.synthesizer is not None
+
+    def _draw_noise(self, index: int, speakers: Sequence[int] = ()
+                    ) -> tuple[np.ndarray | None, float, dict[str, Any]]:
+        """Unscaled noise and SNR for example ``index`` (``None``: no noise in this example),
+        from generator ``(seed, index, 2)``; synthetic babble avoids ``speakers``."""
         rng = np.random.default_rng((self.seed, index, _NOISE_STREAM))
+        if self.noise_prob < 1.0 and not rng.random() < self.noise_prob:
+            return None, 0.0, {}
+        if self.synthesizer is not None and (not self.noises or rng.random() < self.synthetic_noise):
+            noise, meta = self.synthesizer.sample(rng, self.segment_samples, exclude=speakers)
+            return noise, float(rng.uniform(*self.snr_db)), meta
         k = int(rng.integers(len(self.noises)))
         noise, n = self.noises[k], self.segment_samples
         if len(noise) >= n:
@@ -223,7 +261,7 @@ class DynamicMixingDataset(Dataset):
         meta: dict[str, Any] = {"speakers": speakers, "gains_db": gains_db, "speeds": speeds,
                                 "snr_db": None, "reverb": None}
 
-        if rirs is None and not self.noises:
+        if rirs is None and not self.has_noise:
             # Dry and noiseless: exactly the original computation (same bits).
             peak = np.abs(src.sum(0)).max() + 1e-8
             scale = level / peak
@@ -240,12 +278,13 @@ class DynamicMixingDataset(Dataset):
                 meta["reverb"] = {**reverb_meta, "rirs": rirs}
             speech = images.sum(0)
             noise = np.zeros_like(speech)
-            if self.noises:
-                crop, snr, noise_meta = self._draw_noise(index)
-                p_speech, p_noise = np.mean(speech**2), np.mean(crop**2)
-                if p_noise > 0:
-                    noise = crop * np.sqrt(p_speech / (p_noise * 10 ** (snr / 10)))
-                meta.update(snr_db=snr, **noise_meta)
+            if self.has_noise:
+                crop, snr, noise_meta = self._draw_noise(index, chosen)
+                if crop is not None:
+                    p_speech, p_noise = np.mean(speech**2), np.mean(crop**2)
+                    if p_noise > 0:
+                        noise = crop * np.sqrt(p_speech / (p_noise * 10 ** (snr / 10)))
+                    meta.update(snr_db=snr, **noise_meta)
             scale = level / (np.abs(speech + noise).max() + 1e-8)
             images_t = torch.from_numpy((images * scale).astype(np.float32))
             noise_t = torch.from_numpy((noise * scale).astype(np.float32))
