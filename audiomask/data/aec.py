@@ -39,9 +39,10 @@ from torch.utils.data import Dataset
 from audiomask.audio import read_audio
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
 from audiomask.data.speakers import audio_files, speaker_of
+from audiomask.data.synthetic_noise import NoiseSynthesizer
 
 SCENARIOS = ("double_talk", "farend_single", "nearend_single")
-_PATH_STREAM, _NOISE_STREAM = 1, 2
+_PATH_STREAM, _NOISE_STREAM, _NEAR_REVERB_STREAM = 1, 2, 3
 
 
 def loudspeaker_nonlinearity(x: np.ndarray, strength: float) -> np.ndarray:
@@ -61,6 +62,33 @@ def loudspeaker_nonlinearity(x: np.ndarray, strength: float) -> np.ndarray:
     level = (1.0 - 0.6 * strength) * peak
     a = 3.0 * strength / level
     return np.tanh(a * np.clip(x, -level, level)) / a
+
+
+def soft_clip(x: np.ndarray, strength: float) -> np.ndarray:
+    """A loudspeaker's smooth compression: ``(2/π)·atan(a·x)/a'`` normalised so small signals
+    pass at gain 1; ``a = 5·strength / peak`` (``strength`` in ``[0, 1]``, 0 returns ``x``)."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"non-linearity strength must be in [0, 1], got {strength}")
+    x = np.asarray(x, dtype=np.float64)
+    peak = float(np.abs(x).max())
+    if strength == 0.0 or peak == 0.0:
+        return x.copy()
+    a = 5.0 * strength / peak
+    return np.arctan(a * x) / a
+
+
+def harmonic_distortion(x: np.ndarray, h2: float, h3: float) -> np.ndarray:
+    """Memoryless polynomial distortion ``x + h2·p·u² − h3·p·u³`` with ``u = x/p`` (``p`` the
+    peak): second (asymmetric) and third harmonics of relative amplitude ``h2``, ``h3``."""
+    x = np.asarray(x, dtype=np.float64)
+    peak = float(np.abs(x).max())
+    if peak == 0.0:
+        return x.copy()
+    u = x / peak
+    return x + peak * (h2 * u**2 - h3 * u**3)
+
+
+NONLINEARITIES = ("clip_tanh", "soft_clip", "harmonic")
 
 
 def delay(x: np.ndarray, samples: int) -> np.ndarray:
@@ -101,7 +129,19 @@ class EchoSimulationDataset(Dataset):
             clip, drawn uniformly (dB).
         delay_ms: ``(low, high)``: bulk delay of the echo, drawn uniformly (ms).
         nonlinear_prob: probability of a loudspeaker non-linearity; its strength is then
-            uniform in ``[0, 1]`` (:func:`loudspeaker_nonlinearity`).
+            uniform in ``[0, 1]``.
+        nonlinearities: the kinds drawn from (uniformly) when a scene has one:
+            ``"clip_tanh"`` (:func:`loudspeaker_nonlinearity`, the default and only kind of
+            earlier versions), ``"soft_clip"`` (:func:`soft_clip`), ``"harmonic"``
+            (:func:`harmonic_distortion`, ``h2``, ``h3`` up to ``0.3·strength``).
+        near_reverb_prob: probability that the near-end talker is reverberant (a RIR from the
+            same sources as the echo path, drawn from generator ``(seed, i, 3)``); the near-end
+            target is then the reverberant image, as the microphone hears it: an echo
+            canceller removes echo and noise, it does not dereverberate.
+        synthetic_noise: probability that a noisy scene's noise is synthesised from the
+            training data (:class:`~audiomask.data.synthetic_noise.NoiseSynthesizer`: babble of
+            speakers other than the scene's two, or coloured noise) instead of a recording;
+            without ``noise_files`` any value > 0 makes all noise synthetic.
         path_change_prob: probability that the echo path changes at a time drawn in 30–70 %
             of the clip (a second RIR: another measured one, or another position in the
             same simulated room).
@@ -127,7 +167,9 @@ class EchoSimulationDataset(Dataset):
                  ser_db: tuple[float, float] | float = (-10.0, 10.0),
                  delay_ms: tuple[float, float] | float = (0.0, 200.0),
                  nonlinear_prob: float = 0.5, path_change_prob: float = 0.2,
-                 scenario_probs: Sequence[float] = (0.5, 0.25, 0.25)) -> None:
+                 scenario_probs: Sequence[float] = (0.5, 0.25, 0.25),
+                 nonlinearities: Sequence[str] = ("clip_tanh",), near_reverb_prob: float = 0.0,
+                 synthetic_noise: float = 0.0) -> None:
         self.sample_rate, self.length, self.seed = sample_rate, length, seed
         self.segment_samples = int(round(segment * sample_rate))
         if self.segment_samples < 1:
@@ -138,7 +180,8 @@ class EchoSimulationDataset(Dataset):
         if self.delay_ms[0] < 0:
             raise ValueError(f"delay_ms must be >= 0, got {self.delay_ms}")
         for name, p in (("simulate_prob", simulate_prob), ("noise_prob", noise_prob),
-                        ("nonlinear_prob", nonlinear_prob), ("path_change_prob", path_change_prob)):
+                        ("nonlinear_prob", nonlinear_prob), ("path_change_prob", path_change_prob),
+                        ("near_reverb_prob", near_reverb_prob), ("synthetic_noise", synthetic_noise)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.simulate_prob, self.noise_prob = float(simulate_prob), float(noise_prob)
@@ -148,6 +191,12 @@ class EchoSimulationDataset(Dataset):
             raise ValueError(f"scenario_probs must be 3 non-negative weights (double talk, far-end single "
                              f"talk, near-end single talk), got {list(scenario_probs)}")
         self.scenario_probs = probs / probs.sum()
+        unknown = [k for k in nonlinearities if k not in NONLINEARITIES]
+        if unknown or not nonlinearities:
+            raise ValueError(f"nonlinearities must be a non-empty list of {list(NONLINEARITIES)}, got "
+                             f"{list(nonlinearities)}")
+        self.nonlinearities = tuple(nonlinearities)
+        self.near_reverb_prob, self.synthetic_noise = float(near_reverb_prob), float(synthetic_noise)
 
         by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
         for f in files:
@@ -164,6 +213,7 @@ class EchoSimulationDataset(Dataset):
                        for f in self.noise_files]
         self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
         self.room_simulator = make_room_simulator(simulate_rooms, sample_rate, distance=(0.2, 1.5))
+        self.synthesizer = NoiseSynthesizer(self.utterances, sample_rate) if synthetic_noise > 0 else None
 
     def __len__(self) -> int:
         return self.length
@@ -196,9 +246,19 @@ class EchoSimulationDataset(Dataset):
         n = len(far)
         delay_samples = int(round(rng.uniform(*self.delay_ms) * self.sample_rate / 1000))
         strength = float(rng.uniform(0.0, 1.0)) if rng.random() < self.nonlinear_prob else 0.0
+        kind = "clip_tanh"
+        if len(self.nonlinearities) > 1 and strength > 0:  # one more draw only when there is a choice
+            kind = self.nonlinearities[int(rng.integers(len(self.nonlinearities)))]
+        elif strength > 0:
+            kind = self.nonlinearities[0]
         change_at = int(rng.uniform(0.3, 0.7) * n) if rng.random() < self.path_change_prob else None
         rirs, info = self._draw_rirs(rng, 2 if change_at is not None else 1)
-        played = loudspeaker_nonlinearity(far, strength)
+        if kind == "soft_clip":
+            played = soft_clip(far, strength)
+        elif kind == "harmonic":
+            played = harmonic_distortion(far, *(0.3 * strength * rng.uniform(0.0, 1.0, size=2)))
+        else:
+            played = loudspeaker_nonlinearity(far, strength)
         images = [played.copy()] if rirs is None else [convolve(played, r.rir, r.direct) for r in rirs]
         if change_at is not None and rirs is None:  # no RIRs: the path change is a gain change
             images.append(images[0] * rng.uniform(0.3, 1.0))
@@ -206,14 +266,32 @@ class EchoSimulationDataset(Dataset):
         # the path switches at change_at (microphone time): from then on the microphone hears
         # the far end (all of its past, too) through the second path
         echo = images[0] if change_at is None else np.concatenate([images[0][:change_at], images[1][change_at:]])
-        meta = {"delay_samples": delay_samples, "nonlinear_strength": strength, "path_change_at": change_at,
+        meta = {"delay_samples": delay_samples, "nonlinear_strength": strength,
+                "nonlinearity": kind if strength > 0 else None, "path_change_at": change_at,
                 "echo_path": {**info, "rirs": rirs}}
         return echo, meta
 
-    def _draw_noise(self, index: int) -> tuple[np.ndarray | None, float | None, dict[str, Any]]:
+    def _near_reverb(self, index: int, near: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """The near-end talker as the microphone hears it (reverberant in a
+        ``near_reverb_prob`` share of the scenes), from generator ``(seed, index, 3)``."""
+        if self.near_reverb_prob == 0.0:
+            return near, None
+        rng = np.random.default_rng((self.seed, index, _NEAR_REVERB_STREAM))
+        if not rng.random() < self.near_reverb_prob:
+            return near, None
+        rirs, info = self._draw_rirs(rng, 1)
+        if rirs is None:
+            return near, None
+        return convolve(near, rirs[0].rir, rirs[0].direct), {**info, "rirs": rirs}
+
+    def _draw_noise(self, index: int, speakers: Sequence[int] = ()
+                    ) -> tuple[np.ndarray | None, float | None, dict[str, Any]]:
         rng = np.random.default_rng((self.seed, index, _NOISE_STREAM))
-        if not self.noises or not rng.random() < self.noise_prob:
+        if (not self.noises and self.synthesizer is None) or not rng.random() < self.noise_prob:
             return None, None, {}
+        if self.synthesizer is not None and (not self.noises or rng.random() < self.synthetic_noise):
+            noise, meta = self.synthesizer.sample(rng, self.segment_samples, exclude=speakers)
+            return noise, float(rng.uniform(*self.snr_db)), meta
         k = int(rng.integers(len(self.noises)))
         noise, n = self.noises[k], self.segment_samples
         if len(noise) >= n:
@@ -230,6 +308,7 @@ class EchoSimulationDataset(Dataset):
         """Scene ``index``: ``(mic, far, targets)``; with ``with_meta``, ``(mic, far, targets,
         meta)`` where ``meta`` holds ``scenario``, ``speakers`` (near, far), ``ser_db``,
         ``snr_db`` (``None`` without noise), ``delay_samples``, ``nonlinear_strength``,
+        ``nonlinearity`` (kind or ``None``), ``near_reverb`` (``None`` or the near-end RIR),
         ``path_change_at`` (sample or ``None``), ``echo_path`` (kind, RIRs, room),
         ``mic_scale``, ``far_scale`` and for noise ``noise_file``/``noise_start``."""
         rng = np.random.default_rng((self.seed, index))
@@ -241,12 +320,13 @@ class EchoSimulationDataset(Dataset):
         mic_level, far_level = rng.uniform(0.25, 0.9, size=2)
 
         far = far / (np.abs(far).max() + 1e-12)
+        near, near_reverb = self._near_reverb(index, near)
         echo, path_meta = self._echo_path(index, far)
         p_near = _power(near)
         p_echo = _power(echo)
         if p_echo > 0 and p_near > 0:
             echo = echo * np.sqrt(p_near / (p_echo * 10 ** (ser / 10)))
-        noise, snr, noise_meta = self._draw_noise(index)
+        noise, snr, noise_meta = self._draw_noise(index, (near_spk, far_spk))
         if noise is None:
             noise = np.zeros_like(near)
         elif _power(noise) > 0 and p_near > 0:
@@ -265,6 +345,7 @@ class EchoSimulationDataset(Dataset):
             return mic, far_t, targets
         meta = {"scenario": scenario, "speakers": (self.speakers[near_spk], self.speakers[far_spk]),
                 "ser_db": ser, "snr_db": snr, "mic_scale": float(mic_scale), "far_scale": float(far_scale),
+                "near_reverb": near_reverb,
                 **path_meta, **noise_meta}
         return mic, far_t, targets, meta
 
