@@ -5,10 +5,12 @@ Clips: :class:`audiomask.data.EchoSimulationDataset` scenes of the 25 speakers t
 in training), with the echo paths, levels and noise of ``egs/aec/conf.yaml`` (measured RIRs or
 simulated rooms, bulk delay 0–200 ms, loudspeaker non-linearity in half of the clips, echo-path
 changes in a fifth, SER −10…10 dB, noise in 80 % at 5–40 dB SNR): ``--clips`` far-end
-single-talk clips (scored by ERLE, global and segmental) and ``--clips`` double-talk clips
-(scored by the near-end SI-SDR, its improvement over the microphone signal and, with the
-``pesq`` package, PESQ-WB). Clips are ``--seconds`` long (default 8 s: adaptive filters need
-time to converge, and are scored over the whole clip, convergence included).
+single-talk clips (scored by ERLE, global, segmental, and over the clip after its first 2 s —
+adaptive filters need time to converge), ``--clips`` double-talk clips (scored by the near-end
+SI-SDR, its improvement over the microphone signal — mean, median and the count of clips
+improved — and, with the ``pesq`` package, PESQ-WB) and ``--clips`` near-end single-talk clips
+(the talker with background noise and no echo: a canceller must not damage the near-end
+speech, scored by SI-SDRi against the microphone). Clips are ``--seconds`` long (default 8 s).
 
 Cancellers (each runs if its package imports, else the JSON says why not):
 
@@ -19,8 +21,8 @@ Cancellers (each runs if its package imports, else the JSON says why not):
 * ``speexdsp`` — the same MDF through the ``speexdsp`` SWIG binding (needs libspeexdsp);
 * ``webrtc-aec3`` — WebRTC's AEC3 through ``pywebrtc-audio`` (a ready wheel) and/or
   ``aec-audio-processing`` (builds WebRTC from source: 15–20 min);
-* ``audiomask`` — the model given with ``--model`` (checkpoint, bundled name or NAME:PRESET),
-  offline (identical to its exact stream).
+* ``audiomask …`` — each model given with ``--model`` (checkpoints, bundled names or
+  NAME:PRESET; default: every bundled echo canceller), offline (identical to its exact stream).
 
 Each canceller's output is aligned for its internal delay before SI-SDR: the lag in
 ``0 … 1024`` samples that maximises the correlation of its output with the microphone signal
@@ -30,7 +32,8 @@ frequencies that SI-SDR — a sample-exact comparison — counts as distortion e
 delay is removed. So the double-talk near-end is also scored by BSS-Eval SDR
 (:func:`audiomask.metrics.sdr`, which allows a 512-tap distortion filter): ``dt_bss_sdr_db``.
 
-    python bench/aec.py --model exp/aec-small/best.safetensors --json bench/results/aec.json
+    python bench/aec.py --json bench/results/aec.json --md bench/results/aec.md   # bundled models + baselines
+    python bench/aec.py --model exp/aec-paper/best.safetensors d3net-aec-small
 """
 
 from __future__ import annotations
@@ -137,7 +140,14 @@ def make_model(spec: str) -> tuple[Callable[[], Canceller], dict]:
                      "algorithmic_latency_ms": 1000 * model.encoder.win / model.sample_rate}
 
 
-def cancellers(rate: int, model: str | None) -> tuple[dict[str, Callable[[], Canceller]], dict[str, str], dict]:
+def bundled_aec_models() -> list[str]:
+    """Names of the bundled models whose task is echo cancellation."""
+    from audiomask.models.checkpoint import load_model, pretrained_models
+
+    return [name for name, path in pretrained_models().items() if getattr(load_model(path), "task", None) == "aec"]
+
+
+def cancellers(rate: int, models: list[str]) -> tuple[dict[str, Callable[[], Canceller]], dict[str, str], dict]:
     """Available cancellers and, for the others, why not."""
     found: dict[str, Callable[[], Canceller]] = {"passthrough": lambda: (lambda m, f: m.copy())}
     missing: dict[str, str] = {}
@@ -154,12 +164,13 @@ def cancellers(rate: int, model: str | None) -> tuple[dict[str, Callable[[], Can
         except (ImportError, OSError) as e:
             missing[name] = f"not installed: pip install {package} ({type(e).__name__}: {e})"
     info = {}
-    if model:
-        found["audiomask"], info = make_model(model)
+    for model in models:
+        found[f"audiomask {model}"], info[model] = make_model(model)
     return found, missing, info
 
 
 def clips(n: int, seconds: float, seed: int):
+    """``(far-end single talk, double talk, near-end single talk)`` scenes, ``n`` each."""
     from audiomask.data import EchoSimulationDataset, find_audio, split_by_speaker
 
     _, valid = split_by_speaker(find_audio(DATA / "librispeech-mini"), 25, seed=0)
@@ -168,7 +179,9 @@ def clips(n: int, seconds: float, seed: int):
                   path_change_prob=0.2)
     far_single = EchoSimulationDataset(valid, 16000, seconds, length=n, seed=seed, scenario_probs=(0, 1, 0), **common)
     double = EchoSimulationDataset(valid, 16000, seconds, length=n, seed=seed + 1, scenario_probs=(1, 0, 0), **common)
-    return ([far_single.draw(i) for i in range(n)], [double.draw(i) for i in range(n)])
+    near_single = EchoSimulationDataset(valid, 16000, seconds, length=n, seed=seed + 2, scenario_probs=(0, 0, 1),
+                                        **common)
+    return tuple([ds.draw(i) for i in range(n)] for ds in (far_single, double, near_single))
 
 
 def best_lag(outputs: list[np.ndarray], mics: list[np.ndarray]) -> int:
@@ -186,24 +199,36 @@ def shift(x: np.ndarray, lag: int) -> np.ndarray:
     return x[lag:] if lag else x
 
 
-def score(name: str, make: Callable[[], Canceller], far_single, double, pesq_fn) -> dict:
+CONVERGED_S = 2.0  # ERLE is also reported over the clip after its first 2 s
+
+
+def score(name: str, make: Callable[[], Canceller], far_single, double, near_single, pesq_fn) -> dict:
     from audiomask.metrics import erle, sdr, segmental_erle, si_sdr
 
     t0, audio_s = time.perf_counter(), 0.0
-    fe_out, dt_out = [], []
-    for mic, far, _ in far_single + double:
+    outputs = []
+    for mic, far, _ in far_single + double + near_single:
         run = make()  # a fresh canceller per clip (no adaptation carried over)
-        out = run(mic.numpy(), far.numpy())
-        (fe_out if len(fe_out) < len(far_single) else dt_out).append(out)
+        outputs.append(run(mic.numpy(), far.numpy()))
         audio_s += mic.shape[-1] / 16000
     elapsed = time.perf_counter() - t0
+    fe_out = outputs[: len(far_single)]
+    dt_out = outputs[len(far_single) : len(far_single) + len(double)]
+    ns_out = outputs[len(far_single) + len(double) :]
     lag = best_lag(dt_out, [mic.numpy() for mic, _, _ in double])
     result = {"delay_samples": lag, "rtf": elapsed / audio_s}
-    erles, seg = [], []
+    erles, erles_late, seg = [], [], []
+    late = int(CONVERGED_S * 16000)
     for out, (mic, _, _) in zip(fe_out, far_single):
         est = torch.from_numpy(np.pad(shift(out, lag), (0, lag)))
         erles.append(erle(mic, est).item())
+        erles_late.append(erle(mic[late:], est[late:]).item())
         seg.append(segmental_erle(mic, est).item())
+    ns_sisdri = []
+    for out, (mic, _, targets) in zip(ns_out, near_single):
+        n = mic.shape[-1] - lag
+        est, near = torch.from_numpy(shift(out, lag)[:n].copy()), targets[0][:n]
+        ns_sisdri.append(si_sdr(est, near).item() - si_sdr(mic[:n], near).item())
     sisdr, sisdri, bss, pesqs = [], [], [], []
     for out, (mic, _, targets) in zip(dt_out, double):
         n = mic.shape[-1] - lag
@@ -216,31 +241,55 @@ def score(name: str, make: Callable[[], Canceller], far_single, double, pesq_fn)
                 pesqs.append(float(pesq_fn(16000, near.numpy(), est.numpy(), "wb")))
             except Exception:  # pesq refuses silent or too short signals
                 pass
-    result.update(erle_db=float(np.mean(erles)), segmental_erle_db=float(np.mean(seg)),
+    result.update(erle_db=float(np.mean(erles)), erle_median_db=float(np.median(erles)),
+                  erle_after_2s_db=float(np.mean(erles_late)), segmental_erle_db=float(np.mean(seg)),
                   dt_si_sdr_db=float(np.mean(sisdr)), dt_si_sdri_db=float(np.mean(sisdri)),
+                  dt_si_sdri_median_db=float(np.median(sisdri)),
+                  dt_improved=int(sum(v > 0 for v in sisdri)), dt_clips=len(sisdri),
                   dt_bss_sdr_db=float(np.mean(bss)),
-                  erle_db_per_clip=[round(v, 3) for v in erles], dt_si_sdr_db_per_clip=[round(v, 3) for v in sisdr])
+                  ns_si_sdri_db=float(np.mean(ns_sisdri)), ns_si_sdri_median_db=float(np.median(ns_sisdri)),
+                  erle_db_per_clip=[round(v, 3) for v in erles], dt_si_sdr_db_per_clip=[round(v, 3) for v in sisdr],
+                  dt_si_sdri_db_per_clip=[round(v, 3) for v in sisdri],
+                  ns_si_sdri_db_per_clip=[round(v, 3) for v in ns_sisdri])
     if pesqs:
         result["dt_pesq_wb"] = float(np.mean(pesqs))
-    print(f"{name:<36} ERLE {result['erle_db']:6.2f} dB  seg. ERLE {result['segmental_erle_db']:6.2f} dB  "
-          f"DT SI-SDR {result['dt_si_sdr_db']:6.2f} dB (SI-SDRi {result['dt_si_sdri_db']:6.2f}, "
-          f"SDR {result['dt_bss_sdr_db']:6.2f})"
+    print(f"{name:<36} ERLE {result['erle_db']:6.2f} dB (after 2 s {result['erle_after_2s_db']:6.2f})  "
+          f"DT SI-SDRi {result['dt_si_sdri_db']:6.2f} dB ({result['dt_improved']}/{result['dt_clips']} improved)  "
+          f"NST SI-SDRi {result['ns_si_sdri_db']:6.2f} dB"
           + (f"  PESQ-WB {result['dt_pesq_wb']:.2f}" if pesqs else "")
           + f"  delay {lag}  RTF {result['rtf']:.3f}", flush=True)
     return result
 
 
+def table(results: dict[str, dict]) -> str:
+    """One markdown table: a row per canceller."""
+    head = ("| canceller | ERLE FST mean / median (dB) | ERLE after 2 s | DT SI-SDRi mean / median (dB) | "
+            "DT improved | DT PESQ-WB | DT BSS SDR (dB) | NST SI-SDRi mean / median (dB) | RTF |")
+    rows = [head, "|" + "---|" * 9]
+    for name, r in results.items():
+        pesq = f"{r['dt_pesq_wb']:.2f}" if "dt_pesq_wb" in r else "—"
+        rows.append(f"| {name} | {r['erle_db']:.2f} / {r['erle_median_db']:.2f} | {r['erle_after_2s_db']:.2f} | "
+                    f"{r['dt_si_sdri_db']:.2f} / {r['dt_si_sdri_median_db']:.2f} | {r['dt_improved']} / {r['dt_clips']} | "
+                    f"{pesq} | {r['dt_bss_sdr_db']:.2f} | {r['ns_si_sdri_db']:.2f} / {r['ns_si_sdri_median_db']:.2f} | "
+                    f"{r['rtf']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="audiomask AEC model: checkpoint, bundled name or NAME:PRESET")
+    p.add_argument("--model", nargs="*", default=None,
+                   help="audiomask AEC models: checkpoints, bundled names or NAME:PRESET "
+                        "(default: every bundled echo canceller; --model with no value: baselines only)")
     p.add_argument("--clips", type=int, default=40, help="clips per scenario (default 40)")
     p.add_argument("--seconds", type=float, default=8.0, help="clip length (default 8 s)")
     p.add_argument("--seed", type=int, default=20_000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the results here (e.g. bench/results/aec.json)")
+    p.add_argument("--md", help="write the table here as markdown (e.g. bench/results/aec.md)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    found, missing, model_info = cancellers(16000, args.model)
+    models = bundled_aec_models() if args.model is None else args.model
+    found, missing, model_info = cancellers(16000, models)
     try:
         pesq_fn = importlib.import_module("pesq").pesq
         pesq_note = "PESQ-WB of the double-talk near-end estimate"
@@ -248,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         pesq_fn, pesq_note = None, "PESQ skipped: pip install 'audiomask[metrics]'"
     for name, why in missing.items():
         print(f"{name:<36} {why}")
-    if not args.model:
-        print("no --model given: baselines only")
+    if not models:
+        print("no model: baselines only")
     print(pesq_note)
-    far_single, double = clips(args.clips, args.seconds, args.seed)
-    results = {name: score(name, make, far_single, double, pesq_fn) for name, make in found.items()}
+    far_single, double, near_single = clips(args.clips, args.seconds, args.seed)
+    results = {name: score(name, make, far_single, double, near_single, pesq_fn) for name, make in found.items()}
+    print(table(results))
     report = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "threads": args.threads},
@@ -265,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_text(Path(args.json), json.dumps(report, indent=2))
         print(args.json)
+    if args.md:
+        from audiomask.fileio import atomic_write_text
+
+        atomic_write_text(Path(args.md), f"# bench/aec.py, {time.strftime('%Y-%m-%d')}\n\n"
+                          f"{args.clips} clips per scenario, {args.seconds:g} s, seed {args.seed}, 25 held-out "
+                          f"speakers; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                          f"{args.threads} threads. FST: far-end single talk, DT: double talk, NST: near-end "
+                          f"single talk.\n\n" + table(results))
+        print(args.md)
     return 0
 
 
