@@ -131,3 +131,27 @@ def test_norms_match_their_definition(cls, kind):
     norm.bias.data.uniform_(-1, 1)
     expected = _reference_norms(x, kind) * norm.weight.view(1, -1, 1) + norm.bias.view(1, -1, 1)
     assert torch.allclose(norm(x), expected, atol=1e-10)
+
+
+def test_convtasnet_mapped_to_16k_separates_before_training():
+    """The bundled 8 kHz model's weights on a 16 kHz Conv-TasNet (bases resampled, TCN kept)."""
+    from pathlib import Path
+
+    from audiomask.audio import read_audio
+    from audiomask.metrics import pit, si_sdr
+
+    m8 = audiomask.load("convtasnet-mini2mix")
+    c16 = dataclasses.replace(m8.config, sample_rate=16000, kernel_size=32, stride=16)
+    m16 = type(m8)(c16).eval()
+    m16.load_state_dict(m16.resampled_state_dict(m8.state_dict(), m8.config))
+    ex = Path(__file__).resolve().parents[1] / "egs" / "quickstart"
+    mix, rate = read_audio(ex / "mix.wav", channels=1)
+    ref = torch.cat([read_audio(ex / f"s{i}.wav", channels=1)[0] for i in (1, 2)])
+    assert rate == 16000
+    with torch.no_grad():
+        est = m16(mix)
+    improvement = pit(est, ref[None], metric="si_sdr", reduction="mean")[2] - si_sdr(mix.expand(2, -1), ref).mean()
+    assert float(improvement) == pytest.approx(8.76, abs=0.05)
+    with pytest.raises(ValueError, match="scale by one integer"):
+        bad = type(m8)(dataclasses.replace(m8.config, sample_rate=16000, kernel_size=16, stride=8))
+        bad.resampled_state_dict(m8.state_dict(), m8.config)

@@ -82,3 +82,4 @@ def test_noise_prob_and_span_and_defaults_unchanged():
         np.testing.assert_array_equal(a, b[int(0.8 * len(b)):])
     with pytest.raises(ValueError, match="noise_span"):
         DynamicMixingDataset(files[:10], 8000, noise_files=noise_dir, noise_span=(0.9, 0.1))
+

@@ -38,7 +38,12 @@ class DataSection:
     ``reverb_prob``, reverberation from the measured RIRs in ``rir_dir`` and/or simulated rooms
     (``simulate_rooms``, needs ``audiomask[simulate]``). ``speed_perturb`` ``s`` plays each
     training source at a random speed in ``[1 - s, 1 + s]`` (validation is never perturbed).
-    Relative paths are resolved against the config file's folder.
+    ``synthetic_noise``: share of noisy examples whose noise is synthesised from the training
+    speech (babble of other training speakers, coloured noise; without ``noise_dir`` all noise
+    is synthetic); ``mix_noise_prob``: share of mixtures with noise; ``noise_split`` ``f``:
+    the last ``f`` of every noise recording is kept for validation and never trained on;
+    ``reverberant_target``: reverberant sources as references (the WHAMR! convention) instead
+    of the dry direct path. Relative paths are resolved against the config file's folder.
 
     Echo cancellation (a model whose ``task`` is ``"aec"``, e.g. ``d3net-aec``): scenes are
     simulated from ``speech_dir`` (:class:`~audiomask.data.aec.EchoSimulationDataset`; held-out
@@ -47,7 +52,9 @@ class DataSection:
     non-linearity with probability ``nonlinear_prob``, an echo-path change with probability
     ``path_change_prob``, noise from ``noise_dir`` in a ``noise_prob`` share of the scenes at an
     SNR in ``snr_db``, and ``scenarios`` = weights of double talk, far-end single talk and
-    near-end single talk. Or ``aec_dir``: the AEC Challenge synthetic folder (train/test split
+    near-end single talk; ``nonlinearities`` = loudspeaker models drawn from (``clip_tanh``,
+    ``soft_clip``, ``harmonic``), ``near_reverb_prob`` = share of reverberant near-end talkers,
+    and ``synthetic_noise`` as above. Or ``aec_dir``: the AEC Challenge synthetic folder (train/test split
     from its ``meta.csv``). ``reverb_prob`` and ``sir_db`` are not used.
     """
 
@@ -65,6 +72,10 @@ class DataSection:
     simulate_rooms: bool = False
     reverb_prob: float = 0.0
     speed_perturb: float = 0.0
+    synthetic_noise: float = 0.0
+    mix_noise_prob: float = 1.0
+    noise_split: float = 0.0
+    reverberant_target: bool = False
     num_workers: int = 0
     # echo cancellation (models with task "aec"; ignored otherwise)
     aec_dir: str | None = None
@@ -74,6 +85,8 @@ class DataSection:
     path_change_prob: float = 0.2
     noise_prob: float = 0.8
     scenarios: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
+    nonlinearities: list[str] = field(default_factory=lambda: ["clip_tanh"])
+    near_reverb_prob: float = 0.0
 
 
 @dataclass
@@ -82,7 +95,9 @@ class OptimSection:
 
     ``schedule``: ``"cosine"`` (to ``min_lr`` at ``steps``), ``"plateau"`` (halve after
     ``plateau_patience`` validations without improvement) or ``"constant"``; all after a linear
-    warm-up of ``warmup_steps``.
+    warm-up of ``warmup_steps``. ``loss``: ``"auto"`` (PIT SI-SDR for separation, ``aec_loss``
+    for echo cancellation), ``"pit_si_sdr"``, ``"aec"`` or ``"aec_near_end"``
+    (:func:`audiomask.losses.aec_near_end_loss`).
     """
 
     lr: float = 1e-3
@@ -94,6 +109,7 @@ class OptimSection:
     schedule: str = "cosine"
     plateau_patience: int = 3
     clip_grad_norm: float = 5.0
+    loss: str = "auto"
 
 
 @dataclass

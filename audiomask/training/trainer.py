@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from audiomask.data.manifest import MixtureDataset
 from audiomask.fileio import atomic_target, atomic_write_text
-from audiomask.losses import aec_loss, pit_si_sdr_loss
+from audiomask.losses import aec_loss, aec_near_end_loss, pit_si_sdr_loss
 from audiomask.metrics import erle, pit, si_sdr
 from audiomask.models.registry import build
 from audiomask.training.config import TrainConfig
@@ -118,6 +118,7 @@ class Trainer:
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
         # "separation" (one mixture in, PIT SI-SDR) or "aec" (microphone + far-end in, aec_loss)
         self.task = getattr(self.model, "task", "separation")
+        self.loss_fn = _loss_function(cfg.optim.loss, self.task)
         self.train_set, self.valid_set = self._datasets()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
                                           weight_decay=cfg.optim.weight_decay)
@@ -157,16 +158,21 @@ class Trainer:
             total = self.cfg.optim.steps * self.cfg.optim.batch_size * self.dist.world
             extra: dict[str, Any] = {}
             if d.noise_dir:
-                extra.update(noise_files=find_audio(d.noise_dir), snr_db=tuple(d.snr_db))
+                extra.update(noise_files=find_audio(d.noise_dir))
+            if d.noise_dir or d.synthetic_noise > 0:
+                extra.update(snr_db=tuple(d.snr_db), synthetic_noise=d.synthetic_noise,
+                             noise_prob=d.mix_noise_prob)
             if d.reverb_prob > 0 and (d.rir_dir or d.simulate_rooms):
                 extra.update(rir_files=find_audio(d.rir_dir) if d.rir_dir else None,
-                             simulate_rooms=d.simulate_rooms, reverb_prob=d.reverb_prob)
+                             simulate_rooms=d.simulate_rooms, reverb_prob=d.reverb_prob,
+                             reverberant_target=d.reverberant_target)
+            train_span, valid_span = _noise_spans(d.noise_split)
             train = DynamicMixingDataset(train_files, m.sample_rate, d.segment, m.n_src, length=total,
                                          sir_db=d.sir_db, seed=self.cfg.run.seed,
-                                         speed_perturb=d.speed_perturb, **extra)
+                                         speed_perturb=d.speed_perturb, noise_span=train_span, **extra)
             valid = DynamicMixingDataset(valid_files, m.sample_rate, d.valid_segment, m.n_src,
                                          length=d.valid_mixtures, sir_db=d.sir_db,
-                                         seed=self.cfg.run.seed + 10_000, **extra)
+                                         seed=self.cfg.run.seed + 10_000, noise_span=valid_span, **extra)
             return train, valid
         if d.train_manifest and d.valid_manifest:
             from audiomask.data import MixtureDataset
@@ -205,7 +211,8 @@ class Trainer:
             noise_files=find_audio(d.noise_dir) if d.noise_dir else None, noise_prob=d.noise_prob,
             snr_db=tuple(d.snr_db), ser_db=tuple(d.ser_db), delay_ms=tuple(d.echo_delay_ms),
             nonlinear_prob=d.nonlinear_prob, path_change_prob=d.path_change_prob,
-            scenario_probs=tuple(d.scenarios))
+            scenario_probs=tuple(d.scenarios), nonlinearities=tuple(d.nonlinearities),
+            near_reverb_prob=d.near_reverb_prob, synthetic_noise=d.synthetic_noise)
         train = EchoSimulationDataset(train_files, rate, d.segment, length=total, seed=self.cfg.run.seed, **extra)
         valid = EchoSimulationDataset(valid_files, rate, d.valid_segment, length=d.valid_mixtures,
                                       seed=self.cfg.run.seed + 10_000, **extra)
@@ -241,6 +248,9 @@ class Trainer:
 
         source = load_model(spec)
         state = source.state_dict()
+        if source.sample_rate != self.model.sample_rate and hasattr(self.model, "resampled_state_dict"):
+            # e.g. an 8 kHz Conv-TasNet as the start of a 16 kHz one (bases resampled, TCN kept)
+            state = self.model.resampled_state_dict(state, source.config)
         masker = getattr(self.model, "masker", None)
         if (source.name == self.model.name and hasattr(masker, "grown_state_dict")
                 and len(source.masker.blocks) < len(masker.blocks)):
@@ -344,10 +354,7 @@ class Trainer:
                 group["lr"] = lr
             with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 est = self.net(*inputs, return_all=True) if self.task == "aec" else self.net(*inputs)
-            if self.task == "aec":
-                loss = aec_loss(est.float(), target)
-            else:
-                loss = pit_si_sdr_loss(est.float(), target)
+            loss = self.loss_fn(est.float(), target)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -425,6 +432,31 @@ class _CSVLog:
     def write(self, row: list[Any]) -> None:
         self.file.write(",".join(map(str, row)) + "\n")
         self.file.flush()
+
+
+LOSSES = {"pit_si_sdr": (pit_si_sdr_loss, "separation"), "aec": (aec_loss, "aec"),
+          "aec_near_end": (aec_near_end_loss, "aec")}
+
+
+def _loss_function(name: str, task: str):
+    """``optim.loss`` → the objective; ``"auto"``: PIT SI-SDR for separation, ``aec_loss`` for AEC."""
+    if name == "auto":
+        return aec_loss if task == "aec" else pit_si_sdr_loss
+    if name not in LOSSES:
+        raise ValueError(f"optim.loss: unknown loss {name!r}; choose auto or one of {sorted(LOSSES)}")
+    fn, loss_task = LOSSES[name]
+    if loss_task != task:
+        raise ValueError(f"optim.loss: {name} is a {loss_task} objective, but the model's task is {task}")
+    return fn
+
+
+def _noise_spans(split: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Training and validation shares of every noise recording for ``data.noise_split``."""
+    if split == 0:
+        return (0.0, 1.0), (0.0, 1.0)
+    if not 0.0 < split < 1.0:
+        raise ValueError(f"data.noise_split must be in [0, 1), got {split}")
+    return (0.0, 1.0 - split), (1.0 - split, 1.0)
 
 
 def _progress(start: int, total: int, enabled: bool):
