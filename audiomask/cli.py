@@ -225,7 +225,8 @@ def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namesp
 
     print(f"streaming the default microphone through {args.model} for {args.seconds:g} s "
           "(source 1 to the left channel, source 2 to the right); Ctrl-C stops", file=sys.stderr)
-    with Stream(model, block, threads=args.threads) as stream, \
+    # a live stream goes on through a NaN from the device: those samples are zeroed and counted
+    with Stream(model, block, threads=args.threads, nonfinite="zero") as stream, \
             sd.Stream(samplerate=model.sample_rate, blocksize=block, channels=(1, model.n_src),
                       dtype="float32", callback=stream.callback):
         try:

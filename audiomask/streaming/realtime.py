@@ -140,7 +140,7 @@ class Stream:
             raise ValueError(f"pushed samples: expected mono [n], got shape {tuple(x.shape)}")
         x, zeroed = finite_block(x.reshape(1, -1), self.nonfinite, "pushed samples")
         self.nonfinite_samples += zeroed
-        dropped = self.inbox.write(x.numpy())
+        dropped = self.inbox.write(x.cpu().numpy())
         self.overruns += int(dropped > 0)
         self._wake.set()
 
