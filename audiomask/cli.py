@@ -182,19 +182,31 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from audiomask.audio import read_audio, resample, write_audio
     from audiomask.separation import output_paths
     from audiomask.streaming import simulate
+    from audiomask.streaming.blocks import block_samples, check_block_ms
 
+    try:
+        check_block_ms(args.block_ms)  # before any work
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    if not args.mic and not args.input:
+        raise CLIError("give --input FILE (simulated real time) or --mic")
     model = load_model_arg(args.model, "cpu")
     refuse_echo_canceller(model, args.model)
     if not model.causal:
         raise CLIError(f"{args.model}: not a causal model; real-time streaming needs one "
                        "(audiomask separate --chunk always runs any model window by window)")
-    block = max(1, round(args.block_ms * model.sample_rate / 1000))
+    try:
+        block = block_samples(args.block_ms, model.sample_rate)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     if args.mic:
         return _stream_microphone(model, block, args)
-    if not args.input:
-        raise CLIError("give --input FILE (simulated real time) or --mic")
     wav, rate = read_audio(args.input, channels=1, downmix=args.downmix)
-    est, report = simulate(model, resample(wav[0], rate, model.sample_rate), block, threads=args.threads)
+    if rate != model.sample_rate:
+        print(f"{args.input}: {rate} Hz, resampled to the model's {model.sample_rate} Hz for streaming "
+              f"and the sources back to {rate} Hz", file=sys.stderr)
+    est, report = simulate(model, resample(wav[0], rate, model.sample_rate), block, threads=args.threads,
+                           progress=not args.quiet)
     est = resample(est, model.sample_rate, rate)[..., : wav.shape[-1]]
     for target, source in zip(output_paths(args.input, args.out, model.n_src), est):
         write_audio(target, source, rate)
@@ -213,7 +225,8 @@ def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namesp
 
     print(f"streaming the default microphone through {args.model} for {args.seconds:g} s "
           "(source 1 to the left channel, source 2 to the right); Ctrl-C stops", file=sys.stderr)
-    with Stream(model, block, threads=args.threads) as stream, \
+    # a live stream goes on through a NaN from the device: those samples are zeroed and counted
+    with Stream(model, block, threads=args.threads, nonfinite="zero") as stream, \
             sd.Stream(samplerate=model.sample_rate, blocksize=block, channels=(1, model.n_src),
                       dtype="float32", callback=stream.callback):
         try:
@@ -351,17 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a causal model block by block as a sound card would and report "
                                    "the algorithmic latency, processing time per block (mean, p99) and "
                                    "deadline misses. With --input the file is fed in blocks of --block-ms "
-                                   "(simulated real time) and the sources are written to --out.")
+                                   "(simulated real time) and the sources are written to --out; a file at "
+                                   "another rate than the model's is resampled to it first and the sources "
+                                   "back to the file's rate.")
     p.add_argument("--input", help="audio file to stream (simulated real time)")
     p.add_argument("--mic", action="store_true", help="stream the default microphone to the speakers "
                    "(needs the 'stream' extra and PortAudio)")
     p.add_argument("--model", default=DEFAULT_CAUSAL_MODEL,
                    help=f"causal checkpoint, bundled model or NAME:PRESET (default: {DEFAULT_CAUSAL_MODEL})")
-    p.add_argument("--block-ms", type=float, default=10.0, help="block length in ms (default: 10)")
+    p.add_argument("--block-ms", type=float, default=10.0,
+                   help="block length in ms, at least one sample and at most 10000 (default: 10)")
     p.add_argument("--out", default="streamed", help="output directory for --input (default: streamed)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the model (default: 2)")
     p.add_argument("--seconds", type=float, default=30.0, help="--mic duration (default: 30)")
     p.add_argument("--downmix", action="store_true", help="average a multi-channel input to mono")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar for --input")
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("aec", help="acoustic echo cancellation (and noise suppression) of a recording",

@@ -153,12 +153,14 @@ class D3NetAEC(EncoderMaskerDecoder):
         return est[0] if unbatched else est
 
     # -- streaming ------------------------------------------------------------------------
-    def stream(self, batch: int = 1, return_all: bool = False):
+    def stream(self, batch: int = 1, return_all: bool = False, sample_rate: int | None = None,
+               nonfinite: str = "error"):
         """An exact stateful stream: ``process(mic_block, far_block)``, then ``flush()``.
+        ``sample_rate`` and ``nonfinite`` as for separators' ``stream()``.
         See :class:`audiomask.streaming.aec.AECStreamingSession`."""
         from audiomask.streaming.aec import AECStreamingSession
 
-        return AECStreamingSession(self.eval(), batch, return_all)
+        return AECStreamingSession(self.eval(), batch, return_all, sample_rate=sample_rate, nonfinite=nonfinite)
 
 
 def check_pair(mic: Tensor, far_end: Tensor | None, name: str = "aec") -> tuple[Tensor, Tensor, bool]:

@@ -101,12 +101,14 @@ class EncoderMaskerDecoder(nn.Module):
         return est[0] if unbatched else est
 
     # -- streaming ----------------------------------------------------------------------
-    def stream(self, batch: int = 1):
+    def stream(self, batch: int = 1, sample_rate: int | None = None, nonfinite: str = "error"):
         """An exact stateful stream through this (causal) model: ``process(block)``, ``flush()``.
+        ``sample_rate``: the blocks' rate, refused unless it is the model's; ``nonfinite``:
+        ``"error"`` refuses blocks with NaN/Inf, ``"zero"`` zeroes and counts those samples.
         See :class:`audiomask.streaming.StreamingSession`."""
         from audiomask.streaming import StreamingSession
 
-        return StreamingSession(self.eval(), batch)
+        return StreamingSession(self.eval(), batch, sample_rate=sample_rate, nonfinite=nonfinite)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str, metadata: dict[str, str] | None = None) -> None:

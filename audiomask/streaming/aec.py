@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from audiomask.streaming.blocks import as_float_block, check_nonfinite_policy, check_sample_rate, finite_block
+
 
 class AECStreamingSession:
     """A stream through a causal echo canceller (e.g. :class:`~audiomask.models.aec.D3NetAEC`).
@@ -21,12 +23,19 @@ class AECStreamingSession:
     ``flush()``. Each call returns the near-end samples that are final so far (``[m]`` /
     ``[batch, m]``; with ``return_all``, ``[3, m]`` / ``[batch, 3, m]``: near-end, echo,
     noise); all outputs together have the input's length and equal the offline pass.
+    Blocks are taken as :class:`~audiomask.streaming.StreamingSession` takes them (torch or
+    numpy, integer PCM scaled, ``sample_rate`` checked when given, NaN/Inf refused or, with
+    ``nonfinite="zero"``, zeroed and counted in ``nonfinite_samples``; a refused pair of blocks
+    leaves the stream unchanged); ``flush()`` first gives an empty output.
 
     Latency: the STFT's look-ahead, ``win`` samples at most (20 ms for the 320/160 STFT at
     16 kHz), plus the wait for the block that completes a frame; the masker adds none.
     """
 
-    def __init__(self, model: torch.nn.Module, batch: int = 1, return_all: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, batch: int = 1, return_all: bool = False,
+                 sample_rate: int | None = None, nonfinite: str = "error") -> None:
+        check_sample_rate(sample_rate, model)
+        self.nonfinite = check_nonfinite_policy(nonfinite)
         if not getattr(model, "causal", False):
             raise ValueError(f"{model.name} is not causal: exact streaming needs a causal model")
         if model.training:
@@ -38,9 +47,9 @@ class AECStreamingSession:
         self._far = model.encoder.initial_state(batch, device)
         self._mask = model.masker.initial_state(batch, device)
         self._dec = model.decoder.initial_state((batch, 3 if return_all else 1), device)
-        self.received = 0
+        self.received = self.nonfinite_samples = 0
         self.finished = False
-        self._unbatched = False
+        self._unbatched = batch == 1  # flush() before any block: shaped as for [n] blocks
 
     @property
     def latency_samples(self) -> int:
@@ -51,7 +60,11 @@ class AECStreamingSession:
     def process(self, mic_block: Tensor, far_block: Tensor) -> Tensor:
         if self.finished:
             raise RuntimeError("this stream was flushed; start a new one with model.stream()")
-        mic, far = self._as_batch(mic_block, far_block)
+        mic, far, unbatched = self._as_batch(mic_block, far_block)
+        mic, zeroed_mic = finite_block(mic, self.nonfinite, "microphone block")  # refused: nothing has changed
+        far, zeroed_far = finite_block(far, self.nonfinite, "far-end block")
+        self.nonfinite_samples += zeroed_mic + zeroed_far
+        self._unbatched = unbatched
         self.received += mic.shape[-1]
         rep_mic, self._mic = self.model.encoder.step(mic, self._mic)
         rep_far, self._far = self.model.encoder.step(far, self._far)
@@ -70,17 +83,19 @@ class AECStreamingSession:
         return self._out(torch.cat([wav, rest], dim=-1))
 
     # -----------------------------------------------------------------------------------------
-    def _as_batch(self, mic: Tensor, far: Tensor) -> tuple[Tensor, Tensor]:
+    def _as_batch(self, mic: Tensor, far: Tensor) -> tuple[Tensor, Tensor, bool]:
+        mic, far = as_float_block(mic, "microphone block"), as_float_block(far, "far-end block")
         if mic.shape != far.shape:
             raise ValueError(f"microphone and far-end blocks must have the same shape, got "
                              f"{tuple(mic.shape)} and {tuple(far.shape)}")
-        self._unbatched = mic.dim() == 1
-        if self._unbatched:
+        unbatched = mic.dim() == 1
+        if unbatched:
             mic, far = mic.unsqueeze(0), far.unsqueeze(0)
         if mic.dim() != 2 or mic.shape[0] != self.batch:
-            raise ValueError(f"expected blocks [n] or [{self.batch}, n], got shape {tuple(mic.shape)}")
+            shape = tuple(mic.shape[1:] if unbatched else mic.shape)
+            raise ValueError(f"expected blocks [n] or [{self.batch}, n], got shape {shape}")
         dtype = self._mic.buf.dtype
-        return mic.to(self._mic.buf.device, dtype), far.to(self._mic.buf.device, dtype)
+        return mic.to(self._mic.buf.device, dtype), far.to(self._mic.buf.device, dtype), unbatched
 
     def _decode(self, rep_mic: Tensor, rep_far: Tensor) -> Tensor:
         model = self.model

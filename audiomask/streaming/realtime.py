@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from audiomask.streaming.blocks import as_float_block, check_nonfinite_policy, check_sample_rate, finite_block
+
 
 class RingBuffer:
     """Fixed-size single-producer/single-consumer FIFO of ``[channels, capacity]`` float32."""
@@ -68,6 +70,7 @@ class LatencyReport:
     deadline_misses: int
     underruns: int
     overruns: int
+    nonfinite_samples: int = 0  # NaN/Inf input samples replaced by 0 (``nonfinite="zero"``)
 
     @property
     def algorithmic_latency_ms(self) -> float:
@@ -87,6 +90,7 @@ class LatencyReport:
             f"real-time factor {self.real_time_factor:.3f}",
             f"deadline misses  {self.deadline_misses}",
             f"under/overruns   {self.underruns} / {self.overruns}",
+            f"non-finite input {self.nonfinite_samples} samples zeroed",
         ])
 
 
@@ -98,12 +102,20 @@ class Stream:
     where the worker has not caught up: an underrun). ``callback`` is a ready-made
     ``sounddevice`` duplex callback. Use as a context manager, or ``start()``/``stop()``.
 
+    ``push`` takes what :class:`~audiomask.streaming.StreamingSession` takes (numpy or torch,
+    integer PCM scaled), mono: ``[n]`` (or ``[n, 1]``/``[1, n]``), at the model's rate
+    (``sample_rate`` is checked when given). Samples that are NaN/Inf are refused there, in the
+    caller's thread, before anything is queued (``nonfinite="error"``), or set to 0 and counted
+    in the report (``"zero"``).
+
     >>> with Stream(model, block_size=80) as s:   # 10 ms at 8 kHz
     ...     s.push(mic_block); out = s.pull(80)
     """
 
     def __init__(self, model: torch.nn.Module, block_size: int, buffer_s: float = 2.0,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, sample_rate: int | None = None, nonfinite: str = "error") -> None:
+        check_sample_rate(sample_rate, model)
+        self.nonfinite = check_nonfinite_policy(nonfinite)
         self.model = model.eval()
         self.session = model.stream()
         self.block_size = int(block_size)
@@ -119,11 +131,16 @@ class Stream:
         self._thread: threading.Thread | None = None
         self._threads = threads
         self.block_ms: list[float] = []
-        self.underruns = self.overruns = 0
+        self.underruns = self.overruns = self.nonfinite_samples = 0
 
     # -- audio side (callbacks): copies only ----------------------------------------------------
-    def push(self, samples: np.ndarray) -> None:
-        dropped = self.inbox.write(np.asarray(samples, dtype=np.float32).reshape(1, -1))
+    def push(self, samples: np.ndarray | torch.Tensor) -> None:
+        x = as_float_block(samples, "pushed samples")
+        if x.dim() > 2 or (x.dim() == 2 and 1 not in x.shape):
+            raise ValueError(f"pushed samples: expected mono [n], got shape {tuple(x.shape)}")
+        x, zeroed = finite_block(x.reshape(1, -1), self.nonfinite, "pushed samples")
+        self.nonfinite_samples += zeroed
+        dropped = self.inbox.write(x.cpu().numpy())
         self.overruns += int(dropped > 0)
         self._wake.set()
 
@@ -185,22 +202,28 @@ class Stream:
             mean_block_ms=float(times.mean()), p99_block_ms=float(np.percentile(times, 99)),
             max_block_ms=float(times.max()), deadline_ms=deadline,
             deadline_misses=int((times > deadline).sum()) if self.block_ms else 0,
-            underruns=self.underruns, overruns=self.overruns)
+            underruns=self.underruns, overruns=self.overruns, nonfinite_samples=self.nonfinite_samples)
 
 
-def simulate(model: torch.nn.Module, wav: torch.Tensor, block_size: int, threads: int | None = None
-             ) -> tuple[torch.Tensor, LatencyReport]:
-    """Feed ``wav [T]`` through a :class:`Stream` block by block as a sound card would (each
-    block's processing timed against its deadline), then flush. Returns the separated
-    ``[n_src, T]`` signal (equal to the offline causal pass) and the report."""
+def simulate(model: torch.nn.Module, wav: torch.Tensor, block_size: int, threads: int | None = None,
+             progress: bool = False) -> tuple[torch.Tensor, LatencyReport]:
+    """Feed ``wav [T]`` (at the model's rate) through a :class:`Stream` block by block as a
+    sound card would (each block's processing timed against its deadline), then flush. Returns
+    the separated ``[n_src, T]`` signal (equal to the offline causal pass) and the report.
+    ``progress``: a tqdm bar on stderr, in seconds of audio streamed."""
+    from tqdm import tqdm
+
     if threads:
         torch.set_num_threads(threads)
     stream = Stream(model, block_size, buffer_s=wav.shape[-1] / model.sample_rate + 1.0)
     x = wav.numpy().astype(np.float32)
     outs = []
+    bar = tqdm(total=len(x), unit_scale=1 / model.sample_rate, desc="streaming", disable=not progress,
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     for start in range(0, len(x), block_size):
         stream.push(x[start : start + block_size])
         stream.process_available()
+        bar.update(min(block_size, len(x) - start))
         ready = len(stream.outbox)
         if ready:
             outs.append(stream.pull(ready).copy())
@@ -210,4 +233,5 @@ def simulate(model: torch.nn.Module, wav: torch.Tensor, block_size: int, threads
         stream.inbox.read_into(rest)
         outs.append(stream.session.process(torch.from_numpy(rest[0])).numpy())
     outs.append(stream.session.flush().numpy())
+    bar.close()
     return torch.from_numpy(np.concatenate(outs, axis=-1)), stream.report()

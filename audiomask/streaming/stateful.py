@@ -12,20 +12,32 @@ from __future__ import annotations
 
 import torch
 
+from audiomask.streaming.blocks import as_float_block, check_nonfinite_policy, check_sample_rate, finite_block
+
 
 class StreamingSession:
     """A stream through a causal model: ``process(block)`` any number of times, then ``flush()``.
 
     Blocks are ``[n]`` or ``[batch, n]`` with any ``n`` (it may change from call to call, and
-    may be 0). ``process`` returns the samples that are final so far, ``[n_src, m]`` (or
-    ``[batch, n_src, m]``); ``flush`` returns the rest, so that all outputs together have the
-    input's length and equal ``model(whole_input)``.
+    may be 0): torch tensors or numpy arrays, float samples or integer PCM (int16, int32, …:
+    scaled to [-1, 1)), at the model's rate (give ``sample_rate`` to have that checked: a
+    stream is not resampled). ``process`` returns the samples that are final so far,
+    ``[n_src, m]`` (or ``[batch, n_src, m]``); ``flush`` returns the rest (also when nothing was
+    processed), so that all outputs together have the input's length and equal
+    ``model(whole_input)``.
+
+    A block with NaN/Inf samples is refused with a ``ValueError`` before any state changes, so
+    the stream goes on as if it had not been sent (``nonfinite="error"``); with
+    ``nonfinite="zero"`` those samples are taken as 0 and counted in ``nonfinite_samples``.
 
     Latency: an input sample leaves ``L - 1`` samples later at the most (the encoder window),
     plus the wait for the block that completes its frame.
     """
 
-    def __init__(self, model: torch.nn.Module, batch: int = 1) -> None:
+    def __init__(self, model: torch.nn.Module, batch: int = 1, sample_rate: int | None = None,
+                 nonfinite: str = "error") -> None:
+        check_sample_rate(sample_rate, model)
+        self.nonfinite = check_nonfinite_policy(nonfinite)
         if not model.causal:
             raise ValueError(f"{model.name} is not causal: exact streaming needs a causal model "
                              "(use chunked inference for non-causal ones)")
@@ -38,8 +50,9 @@ class StreamingSession:
         self._mask = model.masker.initial_state(batch, device)
         self._dec = model.decoder.initial_state((batch, model.n_src), device)
         self._drop = self._enc.shape[-1]  # decoder samples that belong to the left padding
-        self.received = self.emitted = 0
+        self.received = self.emitted = self.nonfinite_samples = 0
         self.finished = False
+        self._unbatched = batch == 1  # flush() before any block: shaped as for [n] blocks
 
     @property
     def latency_samples(self) -> int:
@@ -51,6 +64,9 @@ class StreamingSession:
         if self.finished:
             raise RuntimeError("this stream was flushed; start a new one with model.stream()")
         x, unbatched = self._as_batch(block)
+        x, zeroed = finite_block(x, self.nonfinite)  # refused: nothing has changed yet
+        self.nonfinite_samples += zeroed
+        self._unbatched = unbatched
         self.received += x.shape[-1]
         return self._out(self._run(x), unbatched)
 
@@ -72,11 +88,11 @@ class StreamingSession:
 
     # -----------------------------------------------------------------------------------------
     def _as_batch(self, block: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        block = as_float_block(block)
         unbatched = block.dim() == 1
         x = block.unsqueeze(0) if unbatched else block
         if x.dim() != 2 or x.shape[0] != self.batch:
             raise ValueError(f"expected blocks [n] or [{self.batch}, n], got shape {tuple(block.shape)}")
-        self._unbatched = unbatched
         return x.to(self._enc.device, self._enc.dtype), unbatched
 
     def _out(self, wav: torch.Tensor, unbatched: bool) -> torch.Tensor:
