@@ -83,6 +83,10 @@ class OptimSection:
     ``schedule``: ``"cosine"`` (to ``min_lr`` at ``steps``), ``"plateau"`` (halve after
     ``plateau_patience`` validations without improvement) or ``"constant"``; all after a linear
     warm-up of ``warmup_steps``.
+
+    ``nonfinite``: what a step whose loss or gradient norm is NaN/Inf does: ``"stop"`` (end
+    the run with an error; the last checkpoint stays as it was) or ``"skip"`` (leave the
+    weights unchanged and go on, at most ``max_nonfinite_skips`` steps in a row).
     """
 
     lr: float = 1e-3
@@ -94,6 +98,8 @@ class OptimSection:
     schedule: str = "cosine"
     plateau_patience: int = 3
     clip_grad_norm: float = 5.0
+    nonfinite: str = "stop"
+    max_nonfinite_skips: int = 10
 
 
 @dataclass
@@ -101,7 +107,9 @@ class RunSection:
     """Where and how: output folder, seeds, checkpoint/validation cadence, AMP, threads.
 
     ``amp``: ``"none"``, ``"bf16"`` or ``"fp16"`` (autocast; on CUDA). ``early_stop``: stop
-    after that many validations without SI-SDRi improvement (0: never).
+    after that many validations without SI-SDRi improvement (0: never). ``device``:
+    ``auto`` (the local rank's GPU if CUDA is available, else the CPU), ``cpu``, ``cuda``
+    (under torchrun: the local rank's GPU) or ``cuda:N`` (one process).
     """
 
     out_dir: str = "exp/run"
@@ -200,8 +208,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         value = getattr(cfg.data, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg.data, key, str((base / value).resolve()))
+    _check_ranges(cfg)
     if cfg.optim.schedule not in ("cosine", "plateau", "constant"):
         raise ValueError(f"optim.schedule must be cosine, plateau or constant, got {cfg.optim.schedule!r}")
     if cfg.run.amp not in ("none", "bf16", "fp16"):
         raise ValueError(f"run.amp must be none, bf16 or fp16, got {cfg.run.amp!r}")
+    if cfg.optim.nonfinite not in ("stop", "skip"):
+        raise ValueError(f"optim.nonfinite must be stop or skip, got {cfg.optim.nonfinite!r}")
     return cfg
+
+
+# (section, key, lowest allowed value, whether the lowest value itself is allowed)
+_LOWER_BOUNDS = [
+    ("optim", "steps", 1, True), ("optim", "batch_size", 1, True), ("optim", "lr", 0, True),
+    ("optim", "min_lr", 0, True), ("optim", "weight_decay", 0, True), ("optim", "warmup_steps", 0, True),
+    ("optim", "plateau_patience", 1, True), ("optim", "clip_grad_norm", 0, False),
+    ("optim", "max_nonfinite_skips", 1, True),
+    ("run", "checkpoint_every", 1, True), ("run", "valid_every", 1, True), ("run", "log_every", 1, True),
+    ("run", "early_stop", 0, True), ("run", "threads", 0, True),
+]
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Numbers out of range (NaN included) are errors naming the key."""
+    for section, key, low, inclusive in _LOWER_BOUNDS:
+        value = getattr(getattr(cfg, section), key)
+        if not (value >= low if inclusive else value > low):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise ValueError(f"{section}.{key} must be {bound}, got {value!r}")
