@@ -1,6 +1,7 @@
 """Training that survives its users: devices, stop signals, damaged checkpoints, non-finite
 losses and wrong arguments each end in a resumable state or one clear line."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -143,21 +144,25 @@ def test_rerun_of_a_run_killed_before_its_first_checkpoint_logs_each_step_once(s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_real_signal_to_the_train_command_saves_and_the_rerun_resumes(small_speech_dir, tmp_path, capsys, signum):
-    """`audiomask train` gets Ctrl-C (SIGINT) or SIGTERM mid-run: exit 128+N with a checkpoint
-    at the step it reached; the same command resumes there and logs each step once."""
-    conf = write_config(tmp_path, small_speech_dir, optim={"steps": 400},
+@pytest.mark.parametrize("signum, workers", [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGINT, 1)],
+                         ids=["SIGINT", "SIGTERM", "Ctrl-C-to-the-group-with-a-loader-worker"])
+def test_real_signal_to_the_train_command_saves_and_the_rerun_resumes(small_speech_dir, tmp_path, capsys,
+                                                                      signum, workers):
+    """`audiomask train` gets SIGINT or SIGTERM mid-run (or Ctrl-C in a terminal: SIGINT to the
+    whole process group, data-loader workers included): exit 128+N with a checkpoint at the
+    step it reached; the same command resumes there and logs each step once."""
+    conf = write_config(tmp_path, small_speech_dir, optim={"steps": 400}, data={"num_workers": workers},
                         run={"log_every": 1, "checkpoint_every": 1000, "valid_every": 1000})
-    proc = subprocess.Popen([sys.executable, "-m", "audiomask", "train", str(conf), "-q"],
+    proc = subprocess.Popen([sys.executable, "-m", "audiomask", "train", str(conf), "-q"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "run" / "train.csv"
     deadline = time.time() + 120
     while (not log.is_file() or len(csv_steps(log)) < 3) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signum)
+    os.killpg(proc.pid, signum) if workers else proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err
+    assert "saving a checkpoint after this step" in err
     step = torch.load(tmp_path / "run" / STATE, weights_only=True)["step"]
     assert 3 <= step < 400
     assert f"{signal.Signals(signum).name} at step {step}: checkpoint saved" in err

@@ -131,11 +131,11 @@ def resolve_device(spec: str, local_rank: int = 0, world: int = 1) -> torch.devi
 
 class _StopSignals:
     """While entered (in the main thread), SIGINT and SIGTERM only set :attr:`signum`: the
-    loop ends the current step, saves a checkpoint and stops. A second signal raises
-    :class:`KeyboardInterrupt` at once."""
+    loop ends the current step, saves a checkpoint and stops (``announce``: saying so on
+    stderr at once). A second signal raises :class:`KeyboardInterrupt` at once."""
 
-    def __init__(self) -> None:
-        self.signum = 0
+    def __init__(self, announce: bool = True) -> None:
+        self.signum, self.announce = 0, announce
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopSignals":
@@ -149,6 +149,9 @@ class _StopSignals:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
+        if self.announce:  # os.write: the handler may run in the middle of a buffered stderr write
+            os.write(2, f"\naudiomask: {signal.Signals(signum).name}: saving a checkpoint after this step "
+                        "(once more to quit without saving)\n".encode())
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
@@ -170,7 +173,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.run.out_dir)
-        self._signals = _StopSignals()
+        self._signals = _StopSignals(announce=self.dist.is_main)
         torch.manual_seed(cfg.run.seed)
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
         # "separation" (one mixture in, PIT SI-SDR) or "aec" (microphone + far-end in, aec_loss)
@@ -443,7 +446,7 @@ class Trainer:
                 self._truncate_log("valid.csv", 0)
             atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         already_done = self.step >= cfg.optim.steps and not self.valid_pending
-        loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers,
+        loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers, worker_init_fn=_ignore_stop_signals,
                             batch_sampler=StepBatches(self.step, cfg.optim.steps, cfg.optim.batch_size,
                                                       self.dist.rank, self.dist.world, len(self.train_set),
                                                       shuffle=isinstance(self.train_set, MixtureDataset),
@@ -599,6 +602,13 @@ class Trainer:
             if writer:
                 writer.add_scalar("valid/si_sdri", score, self.step)
         return bool(self.cfg.run.early_stop) and self.stale >= self.cfg.run.early_stop
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data-loader workers leave Ctrl-C (sent to the whole process group) and SIGTERM to the
+    main process, which stops after the step; the workers end with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _CSVLog:
