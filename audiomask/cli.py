@@ -179,8 +179,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     if summary["already_done"]:
-        print(f"already trained to step {summary['steps']} (optim.steps) in {cfg.run.out_dir}: "
-              "raise optim.steps to train further")
+        how = (f"stopped early at step {summary['steps']} (run.early_stop={cfg.run.early_stop} validations "
+               "without improvement): raise run.early_stop or set it to 0" if summary["early_stopped"] else
+               f"trained to step {summary['steps']} (optim.steps): raise optim.steps")
+        print(f"{cfg.run.out_dir}: already {how} to train further")
         return 0
     if summary.get("best_si_sdri", float("-inf")) > float("-inf"):
         print(f"best validation SI-SDRi {summary['best_si_sdri']:.2f} dB; "

@@ -345,3 +345,38 @@ def test_progress_bars_for_steps_and_validation(small_speech_dir, tmp_path, caps
     Trainer(load_config(conf), progress=True).train()
     err = capsys.readouterr().err
     assert "train: 100%" in err and "validate:" in err
+
+
+def test_rerun_of_a_run_that_stopped_early_does_nothing_and_says_so(small_speech_dir, tmp_path, capsys):
+    conf = write_config(tmp_path, small_speech_dir, optim={"steps": 40, "lr": 0.0, "min_lr": 0.0},
+                        run={"valid_every": 2, "early_stop": 1})
+    assert main(["train", str(conf), "-q"]) == 0  # validations at 2 (best) and 4 (no better): stop
+    assert torch.load(tmp_path / "run" / STATE, weights_only=True)["step"] == 4
+    capsys.readouterr()
+    assert main(["train", str(conf), "-q"]) == 0
+    assert "already stopped early at step 4 (run.early_stop=1" in capsys.readouterr().out
+    assert csv_steps(tmp_path / "run" / "valid.csv") == [2, 4]
+    assert Trainer(load_config(conf, ["run.early_stop=2"]), progress=False).train()["steps"] == 6  # more patience
+
+
+def test_out_dir_that_is_a_file_is_one_line(small_speech_dir, tmp_path, capsys):
+    (tmp_path / "taken").write_text("not a folder")
+    conf = write_config(tmp_path, small_speech_dir, run={"out_dir": str(tmp_path / "taken")})
+    assert main(["train", str(conf), "-q"]) == 1
+    assert capsys.readouterr().err == f"audiomask: error: run.out_dir={tmp_path / 'taken'}: not a folder\n"
+
+
+def test_state_written_before_checksums_still_resumes_and_is_still_checked(finished_run, small_speech_dir, tmp_path,
+                                                                          capsys):
+    conf = copy_run(finished_run, tmp_path, small_speech_dir, optim={"steps": 6})
+    path = tmp_path / "run" / STATE
+    state = torch.load(path, weights_only=True)
+    del state["sha256"], state["model_config"], state["valid_pending"], state["nonfinite_run"]
+    torch.save(state, path)
+    assert Trainer(load_config(conf), progress=False).step == 4
+    with pytest.raises(TrainingError, match=r"another model config: missing .*encoder.conv.weight has shape"):
+        Trainer(load_config(conf, ["model.preset=small"]), progress=False)
+    state["model"][next(iter(state["model"]))].view(-1)[0] = float("nan")  # no checksum: the finite check
+    torch.save(state, path)
+    assert Trainer(load_config(conf), progress=False).step == 2  # the previous checkpoint
+    assert "state.pt: non-finite weights" in capsys.readouterr().err

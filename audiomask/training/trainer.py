@@ -173,6 +173,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.run.out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"run.out_dir={self.out}: not a folder")
         self._signals = _StopSignals(announce=self.dist.is_main)
         torch.manual_seed(cfg.run.seed)
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
@@ -305,7 +307,7 @@ class Trainer:
         if self.dist.is_main:
             self._truncate_log("train.csv", self.step)
             self._truncate_log("valid.csv", self.step - 1 if self.valid_pending else self.step)
-            if self.step < self.cfg.optim.steps:
+            if self.step < self.cfg.optim.steps and not self.stopped_early:
                 self._say(f"resuming {self.out} from step {self.step}")
 
     def _model_config(self) -> dict[str, Any]:
@@ -436,16 +438,20 @@ class Trainer:
         """Run to ``optim.steps`` (or early stop, or a stop signal: see the module doc).
         ``stop_after`` ends this call after that step (as if the process were killed right
         after it); used by tests. The summary's ``interrupted`` is the signal that stopped
-        the run (0: none); ``already_done`` says there was nothing left to train."""
+        the run (0: none); ``already_done`` says there was nothing left to train (the run had
+        reached ``optim.steps`` or stopped early)."""
         cfg, main = self.cfg, self.dist.is_main
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(self.out)  # left by a process killed while writing
-            if self.saved_step is None:  # logs of a run killed before its first checkpoint start afresh
-                self._truncate_log("train.csv", 0)
-                self._truncate_log("valid.csv", 0)
-            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        already_done = self.step >= cfg.optim.steps and not self.valid_pending
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                remove_stale_temps(self.out)  # left by a process killed while writing
+                if self.saved_step is None:  # logs of a run killed before its first checkpoint start afresh
+                    self._truncate_log("train.csv", 0)
+                    self._truncate_log("valid.csv", 0)
+                atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            except OSError as e:
+                raise TrainingError(f"run.out_dir={self.out}: cannot write there ({e.strerror or e})") from None
+        already_done = (self.step >= cfg.optim.steps or self.stopped_early) and not self.valid_pending
         loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers, worker_init_fn=_ignore_stop_signals,
                             batch_sampler=StepBatches(self.step, cfg.optim.steps, cfg.optim.batch_size,
                                                       self.dist.rank, self.dist.world, len(self.train_set),
@@ -462,7 +468,7 @@ class Trainer:
             with self._signals:
                 if self.valid_pending:  # a validation that a stop signal cut short
                     stopped_early, signum = self._after_step(logs[1], writer, force_checkpoint=False)
-                if not (stopped_early or signum):
+                if not (already_done or stopped_early or signum):
                     for batch in loader:
                         self._train_step(batch, logs[0], writer, bar, t0, start_step)
                         stopped_early, signum = self._after_step(logs[1], writer)
@@ -483,7 +489,7 @@ class Trainer:
         return {"steps": self.step, "best_si_sdri": self.best, "wall_s": wall, "total_wall_s": self.elapsed,
                 "steps_per_s": steps_done / max(wall, 1e-9),
                 "samples_per_s": steps_done * cfg.optim.batch_size * self.dist.world / max(wall, 1e-9),
-                "early_stopped": stopped_early, "interrupted": signum, "already_done": already_done}
+                "early_stopped": self.stopped_early, "interrupted": signum, "already_done": already_done}
 
     def _train_step(self, batch: list[torch.Tensor], train_log: "_CSVLog | None", writer: Any, bar: Any,
                     t0: float, start_step: int) -> None:
@@ -601,6 +607,12 @@ class Trainer:
             valid_log.write([self.step, f"{score:.3f}", f"{self.best:.3f}", f"{self.lr_scale:g}"])
             if writer:
                 writer.add_scalar("valid/si_sdri", score, self.step)
+        return self.stopped_early
+
+    @property
+    def stopped_early(self) -> bool:
+        """``run.early_stop`` validations in a row without improvement (with the current config:
+        a larger ``run.early_stop`` lets a run that stopped early go on)."""
         return bool(self.cfg.run.early_stop) and self.stale >= self.cfg.run.early_stop
 
 
