@@ -1,11 +1,13 @@
 """Training that survives its users: devices, stop signals, damaged checkpoints, non-finite
 losses and wrong arguments each end in a resumable state or one clear line."""
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -380,3 +382,33 @@ def test_state_written_before_checksums_still_resumes_and_is_still_checked(finis
     torch.save(state, path)
     assert Trainer(load_config(conf), progress=False).step == 2  # the previous checkpoint
     assert "state.pt: non-finite weights" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_stop_signal_to_one_ddp_rank_stops_every_rank_at_the_same_step(small_speech_dir, tmp_path):
+    conf = write_config(tmp_path, small_speech_dir, optim={"steps": 400},
+                        run={"log_every": 1, "checkpoint_every": 1000, "valid_every": 1000})
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, torch.distributed as dist
+        from audiomask.training import Trainer, load_config
+        trainer = Trainer(load_config({str(conf)!r}), progress=False)
+        open({str(tmp_path)!r} + f"/pid{{dist.get_rank()}}", "w").write(str(os.getpid()))
+        summary = trainer.train()
+        open({str(tmp_path)!r} + f"/summary{{dist.get_rank()}}.json", "w").write(json.dumps(summary))
+        dist.destroy_process_group()
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29519", str(script)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = tmp_path / "run" / "train.csv"
+    deadline = time.time() + 180
+    while (not log.is_file() or len(csv_steps(log)) < 3) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(int((tmp_path / "pid1").read_text()), signal.SIGTERM)  # rank 1 only
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    s0, s1 = (json.loads((tmp_path / f"summary{r}.json").read_text()) for r in (0, 1))
+    assert s0["interrupted"] == s1["interrupted"] == signal.SIGTERM
+    assert s0["steps"] == s1["steps"] == torch.load(tmp_path / "run" / STATE, weights_only=True)["step"] >= 3

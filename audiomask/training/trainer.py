@@ -165,13 +165,13 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         self.dist = DistInfo.from_env()
-        if self.dist.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
         self.device = resolve_device(cfg.run.device, self.dist.local_rank, self.dist.world)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        if self.dist.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.out = Path(cfg.run.out_dir)
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"run.out_dir={self.out}: not a folder")
@@ -190,7 +190,8 @@ class Trainer:
         self.saved_step: int | None = None  # step of the newest checkpoint on disk
         self.elapsed_before = 0.0  # training seconds spent by earlier (interrupted) processes
         self._t0 = time.time()
-        state = read_state(self.out, self._say, tidy=self.dist.is_main) if self.out.is_dir() else None
+        state = (read_state(self.out, lambda text: self._say(f"warning: {text}"), tidy=self.dist.is_main)
+                 if self.out.is_dir() else None)
         if state is not None:
             self._resume(state)
         elif cfg.model.init_from:
@@ -543,7 +544,7 @@ class Trainer:
         what = f"loss {loss:g}, gradient norm {grad_norm:g}"
         self.nonfinite_run += 1
         if o.nonfinite == "skip" and self.nonfinite_run <= o.max_nonfinite_skips:
-            self._say(f"step {step}: non-finite {what}; step skipped "
+            self._say(f"warning: step {step}: non-finite {what}; step skipped "
                       f"({self.nonfinite_run} in a row, at most optim.max_nonfinite_skips={o.max_nonfinite_skips})")
             return
         why = (f"{self.nonfinite_run} non-finite steps in a row (optim.max_nonfinite_skips={o.max_nonfinite_skips})"
