@@ -164,13 +164,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audiomask.training import load_config, train
+    from audiomask.models.checkpoint import CheckpointError
+    from audiomask.training import TrainingError, load_config, train
 
     try:
         cfg = load_config(args.config, args.overrides)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    summary = train(cfg, progress=not args.quiet)
+    try:
+        summary = train(cfg, progress=not args.quiet)
+    except (TrainingError, CheckpointError) as e:  # the run's device, files or numbers
+        print(f"audiomask: error: {e}", file=sys.stderr)
+        return 1
+    if summary["interrupted"]:
+        return 128 + summary["interrupted"]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    if summary["already_done"]:
+        how = (f"stopped early at step {summary['steps']} (run.early_stop={cfg.run.early_stop} validations "
+               "without improvement): raise run.early_stop or set it to 0" if summary["early_stopped"] else
+               f"trained to step {summary['steps']} (optim.steps): raise optim.steps")
+        print(f"{cfg.run.out_dir}: already {how} to train further")
+        return 0
     if summary.get("best_si_sdri", float("-inf")) > float("-inf"):
         print(f"best validation SI-SDRi {summary['best_si_sdri']:.2f} dB; "
               f"{summary['steps_per_s']:.2f} steps/s, {summary['samples_per_s']:.2f} samples/s; "
@@ -347,8 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a YAML config (resumes an interrupted run)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train from a YAML config with sections model, data, optim and run "
-                                   "(see egs/mini2mix/conf.yaml). Run it again after an interruption "
-                                   "and it continues bit-exactly from the last checkpoint in run.out_dir. "
+                                   "(see egs/mini2mix/conf.yaml). Ctrl-C (or SIGTERM) saves a checkpoint "
+                                   "after the current step and exits; run the same command again and it "
+                                   "continues bit-exactly from the last checkpoint in run.out_dir (a damaged "
+                                   "one is detected by its checksum and the one before is used). "
                                    "For several GPUs or nodes launch it with torchrun.",
                        epilog="examples:\n"
                               "  audiomask train egs/mini2mix/conf.yaml\n"

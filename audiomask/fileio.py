@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+_TEMP_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{8}(\.[^.]*)?")
 
 
 def _create_temp(path: Path) -> Path:
@@ -56,3 +60,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_target` left in ``folder`` when a process
+    was killed while writing; returns them. Call it only where no other writer is active."""
+    stale = [p for p in Path(folder).glob(".*.tmp-*") if _TEMP_NAME.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

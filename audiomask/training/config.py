@@ -98,6 +98,10 @@ class OptimSection:
     warm-up of ``warmup_steps``. ``loss``: ``"auto"`` (PIT SI-SDR for separation, ``aec_loss``
     for echo cancellation), ``"pit_si_sdr"``, ``"aec"`` or ``"aec_near_end"``
     (:func:`audiomask.losses.aec_near_end_loss`).
+
+    ``nonfinite``: what a step whose loss or gradient norm is NaN/Inf does: ``"stop"`` (end
+    the run with an error; the last checkpoint stays as it was) or ``"skip"`` (leave the
+    weights unchanged and go on, at most ``max_nonfinite_skips`` steps in a row).
     """
 
     lr: float = 1e-3
@@ -110,6 +114,8 @@ class OptimSection:
     plateau_patience: int = 3
     clip_grad_norm: float = 5.0
     loss: str = "auto"
+    nonfinite: str = "stop"
+    max_nonfinite_skips: int = 10
 
 
 @dataclass
@@ -117,7 +123,9 @@ class RunSection:
     """Where and how: output folder, seeds, checkpoint/validation cadence, AMP, threads.
 
     ``amp``: ``"none"``, ``"bf16"`` or ``"fp16"`` (autocast; on CUDA). ``early_stop``: stop
-    after that many validations without SI-SDRi improvement (0: never).
+    after that many validations without SI-SDRi improvement (0: never). ``device``:
+    ``auto`` (the local rank's GPU if CUDA is available, else the CPU), ``cpu``, ``cuda``
+    (under torchrun: the local rank's GPU) or ``cuda:N`` (one process).
     """
 
     out_dir: str = "exp/run"
@@ -216,8 +224,38 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         value = getattr(cfg.data, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg.data, key, str((base / value).resolve()))
+    _check_ranges(cfg)
     if cfg.optim.schedule not in ("cosine", "plateau", "constant"):
         raise ValueError(f"optim.schedule must be cosine, plateau or constant, got {cfg.optim.schedule!r}")
     if cfg.run.amp not in ("none", "bf16", "fp16"):
         raise ValueError(f"run.amp must be none, bf16 or fp16, got {cfg.run.amp!r}")
+    if cfg.optim.nonfinite not in ("stop", "skip"):
+        raise ValueError(f"optim.nonfinite must be stop or skip, got {cfg.optim.nonfinite!r}")
+    if cfg.optim.loss not in ("auto", "pit_si_sdr", "aec", "aec_near_end"):
+        raise ValueError(f"optim.loss must be auto, pit_si_sdr, aec or aec_near_end, got {cfg.optim.loss!r}")
+    for key in ("synthetic_noise", "mix_noise_prob", "near_reverb_prob"):
+        if not 0.0 <= getattr(cfg.data, key) <= 1.0:
+            raise ValueError(f"data.{key} must be in [0, 1], got {getattr(cfg.data, key)!r}")
+    if not 0.0 <= cfg.data.noise_split < 1.0:
+        raise ValueError(f"data.noise_split must be in [0, 1), got {cfg.data.noise_split!r}")
     return cfg
+
+
+# (section, key, lowest allowed value, whether the lowest value itself is allowed)
+_LOWER_BOUNDS = [
+    ("optim", "steps", 1, True), ("optim", "batch_size", 1, True), ("optim", "lr", 0, True),
+    ("optim", "min_lr", 0, True), ("optim", "weight_decay", 0, True), ("optim", "warmup_steps", 0, True),
+    ("optim", "plateau_patience", 1, True), ("optim", "clip_grad_norm", 0, False),
+    ("optim", "max_nonfinite_skips", 1, True),
+    ("run", "checkpoint_every", 1, True), ("run", "valid_every", 1, True), ("run", "log_every", 1, True),
+    ("run", "early_stop", 0, True), ("run", "threads", 0, True),
+]
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Numbers out of range (NaN included) are errors naming the key."""
+    for section, key, low, inclusive in _LOWER_BOUNDS:
+        value = getattr(getattr(cfg, section), key)
+        if not (value >= low if inclusive else value > low):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise ValueError(f"{section}.{key} must be {bound}, got {value!r}")

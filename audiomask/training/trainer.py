@@ -7,11 +7,13 @@ datasets draw each index from its own seeded generator), the learning rate is a
 function of the step (and the checkpointed plateau factor), and the model, optimizer,
 grad-scaler and RNG states are saved together every ``checkpoint_every`` steps. A run
 killed at any point and restarted with the same command therefore continues exactly as
-if it had never stopped.
+if it had never stopped. SIGINT (Ctrl-C) or SIGTERM ends the current step (or validation
+item), saves a checkpoint and exits; a second one quits at once.
 
 Files in ``run.out_dir``: ``config.yaml`` (resolved), ``last.safetensors`` (model),
 ``state.pt`` (weights, optimizer, scaler, RNG and step together, so the pair can never
-disagree; loaded with ``weights_only=True``), ``best.safetensors``
+disagree; loaded with ``weights_only=True``, checksummed, the previous one kept as
+``state.prev.pt``: see :mod:`~audiomask.training.checkpoints`), ``best.safetensors``
 (best validation SI-SDRi), ``train.csv`` and ``valid.csv`` logs (and TensorBoard events if
 ``tensorboard`` is installed).
 """
@@ -19,8 +21,12 @@ disagree; loaded with ``weights_only=True``), ``best.safetensors``
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +38,11 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from audiomask.data.manifest import MixtureDataset
-from audiomask.fileio import atomic_target, atomic_write_text
+from audiomask.fileio import atomic_write_text, remove_stale_temps
 from audiomask.losses import aec_loss, aec_near_end_loss, pit_si_sdr_loss
 from audiomask.metrics import erle, pit, si_sdr
 from audiomask.models.registry import build
+from audiomask.training.checkpoints import STATE, TrainingError, read_state, write_state
 from audiomask.training.config import TrainConfig
 
 TRAIN_FIELDS = ["step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
@@ -97,9 +104,59 @@ class StepBatches(Sampler[list[int]]):
             yield [self.index(p) for p in range(first, first + self.batch_size)]
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_target(path) as tmp:
-        torch.save(obj, tmp)
+def resolve_device(spec: str, local_rank: int = 0, world: int = 1) -> torch.device:
+    """``run.device`` → the device of this process: ``auto`` (the local rank's GPU when CUDA
+    is available, else the CPU), ``cpu``, ``cuda`` (the local rank's GPU) or ``cuda:N`` (one
+    process only). Raises :class:`TrainingError` for anything else or a GPU this machine lacks."""
+    name = str(spec).strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    kind, sep, index_text = name.partition(":")
+    if kind != "cuda" or (sep and not index_text.isdigit()):
+        raise TrainingError(f"run.device: expected auto, cpu, cuda or cuda:N, got {spec!r}")
+    if not torch.cuda.is_available():
+        raise TrainingError(f"run.device={spec}: CUDA is not available (this torch build: {torch.__version__}); "
+                            "use run.device=cpu or auto")
+    if sep and world > 1:
+        raise TrainingError(f"run.device={spec} would put all {world} torchrun processes on one GPU; "
+                            "use run.device=cuda (each process takes its local rank's GPU)")
+    index = int(index_text) if sep else local_rank
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise TrainingError(f"run.device={spec}: GPU {index} requested, this machine has {count}")
+    return torch.device("cuda", index)
+
+
+class _StopSignals:
+    """While entered (in the main thread), SIGINT and SIGTERM only set :attr:`signum`: the
+    loop ends the current step, saves a checkpoint and stops (``announce``: saying so on
+    stderr at once). A second signal raises :class:`KeyboardInterrupt` at once."""
+
+    def __init__(self, announce: bool = True) -> None:
+        self.signum, self.announce = 0, announce
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        self.signum = 0
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.announce:  # os.write: the handler may run in the middle of a buffered stderr write
+            os.write(2, f"\naudiomask: {signal.Signals(signum).name}: saving a checkpoint after this step "
+                        "(once more to quit without saving)\n".encode())
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 class Trainer:
@@ -108,12 +165,17 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         self.dist = DistInfo.from_env()
-        if self.dist.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
-        self.device = self._device(cfg.run.device)
+        self.device = resolve_device(cfg.run.device, self.dist.local_rank, self.dist.world)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.dist.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.out = Path(cfg.run.out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"run.out_dir={self.out}: not a folder")
+        self._signals = _StopSignals(announce=self.dist.is_main)
         torch.manual_seed(cfg.run.seed)
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
         # "separation" (one mixture in, PIT SI-SDR) or "aec" (microphone + far-end in, aec_loss)
@@ -124,10 +186,15 @@ class Trainer:
                                           weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
         self.step, self.best, self.stale, self.lr_scale = 0, -math.inf, 0, 1.0
+        self.valid_pending = False  # a validation due at this step has not finished yet
+        self.nonfinite_run = 0  # non-finite steps skipped in a row (optim.nonfinite=skip)
+        self.saved_step: int | None = None  # step of the newest checkpoint on disk
         self.elapsed_before = 0.0  # training seconds spent by earlier (interrupted) processes
         self._t0 = time.time()
-        if (self.out / "state.pt").is_file():
-            self._resume()
+        state = (read_state(self.out, lambda text: self._say(f"warning: {text}"), tidy=self.dist.is_main)
+                 if self.out.is_dir() else None)
+        if state is not None:
+            self._resume(state)
         elif cfg.model.init_from:
             self._initialise_from(cfg.model.init_from)
         self.net = self.model
@@ -139,13 +206,12 @@ class Trainer:
                                                                  find_unused_parameters=True)
 
     # -- setup ---------------------------------------------------------------------------
-    def _device(self, name: str) -> torch.device:
-        if name == "auto":
-            name = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
-        device = torch.device(name)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        return device
+    def _say(self, message: str) -> None:
+        """A line on stderr from rank 0 (above the progress bar)."""
+        if self.dist.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(f"audiomask: {message}", file=sys.stderr)
 
     def _datasets(self) -> tuple[Dataset, Dataset]:
         d, m = self.cfg.data, self.model
@@ -180,7 +246,7 @@ class Trainer:
             train = MixtureDataset(d.train_manifest, sample_rate=m.sample_rate, segment=d.segment,
                                    seed=self.cfg.run.seed)
             return train, MixtureDataset(d.valid_manifest, sample_rate=m.sample_rate)
-        raise ValueError("data: set speech_dir (dynamic mixing) or both train_manifest and valid_manifest")
+        raise TrainingError("data: set speech_dir (dynamic mixing) or both train_manifest and valid_manifest")
 
     def _aec_datasets(self) -> tuple[Dataset, Dataset]:
         """Echo-cancellation data: simulated scenes from ``speech_dir`` (speaker-disjoint
@@ -201,7 +267,7 @@ class Trainer:
                                             fileids=valid.fileids[: d.valid_mixtures])
             return train, valid
         if not d.speech_dir:
-            raise ValueError("data: an AEC model trains on speech_dir (simulated echo scenes) or aec_dir "
+            raise TrainingError("data: an AEC model trains on speech_dir (simulated echo scenes) or aec_dir "
                              "(AEC Challenge synthetic layout)")
         from audiomask.data import EchoSimulationDataset, find_audio, split_by_speaker
 
@@ -230,8 +296,12 @@ class Trainer:
         return lr * warm * self.lr_scale
 
     # -- checkpoints -----------------------------------------------------------------------
-    def _resume(self) -> None:
-        state = torch.load(self.out / "state.pt", map_location="cpu", weights_only=True)
+    def _resume(self, state: dict[str, Any]) -> None:
+        self._check_same_model(state)
+        if state["step"] > self.cfg.optim.steps:
+            raise TrainingError(f"{self.out} holds a run at step {state['step']}, beyond optim.steps="
+                                f"{self.cfg.optim.steps}: raise optim.steps to continue it, or set another "
+                                "run.out_dir for a new run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -239,9 +309,36 @@ class Trainer:
         self.step, self.best = state["step"], state["best"]
         self.stale, self.lr_scale = state["stale"], state["lr_scale"]
         self.elapsed_before = float(state.get("elapsed", 0.0))
+        self.valid_pending = bool(state.get("valid_pending", False))
+        self.nonfinite_run = int(state.get("nonfinite_run", 0))
+        self.saved_step = self.step
         if self.dist.is_main:
             self._truncate_log("train.csv", self.step)
-            self._truncate_log("valid.csv", self.step)
+            self._truncate_log("valid.csv", self.step - 1 if self.valid_pending else self.step)
+            if self.step < self.cfg.optim.steps and not self.stopped_early:
+                self._say(f"resuming {self.out} from step {self.step}")
+
+    def _model_config(self) -> dict[str, Any]:
+        return {"name": self.model.name, **dataclasses.asdict(self.model.config)}
+
+    def _check_same_model(self, state: dict[str, Any]) -> None:
+        """A run resumes only into the model it was trained as (not another preset or size)."""
+        from audiomask.models.checkpoint import state_dict_problems
+
+        theirs, mine = state.get("model_config"), self._model_config()
+        if theirs is not None:
+            differences = [f"{k}={theirs.get(k)!r} in the checkpoint, {mine.get(k)!r} in the config"
+                           for k in dict.fromkeys([*theirs, *mine]) if theirs.get(k) != mine.get(k)]
+        else:  # written before configs were stored: compare the tensors' names and shapes
+            differences = state_dict_problems({k: v.shape for k, v in self.model.state_dict().items()},
+                                              state["model"])
+        if differences:
+            more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+            raise TrainingError(
+                f"{self.out / STATE}: the run was trained with another model config: "
+                f"{'; '.join(differences[:3])}{more}. Give the config it was trained with, set another "
+                f"run.out_dir for a new run, or start one from its weights with "
+                f"model.init_from={self.out / 'last.safetensors'}")
 
     def _initialise_from(self, spec: str) -> None:
         from audiomask.models.checkpoint import check_state_dict, load_model
@@ -273,16 +370,26 @@ class Trainer:
             path.unlink()  # nothing worth keeping; the log starts afresh with its header
 
     def save_checkpoint(self) -> None:
+        """Write ``last.safetensors`` and ``state.pt`` (rank 0); refuses non-finite weights."""
+        if any(not torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TrainingError(f"step {self.step}: the weights are not finite; not saved (the last "
+                                f"checkpoint, {self._saved_text()}, is intact)")
         if not self.dist.is_main:
+            self.saved_step = self.step
             return
         self.model.save(self.out / "last.safetensors", {"steps": str(self.step)})
-        atomic_torch_save({
+        write_state({
             "step": self.step, "best": self.best, "stale": self.stale, "lr_scale": self.lr_scale,
-            "elapsed": self.elapsed,
+            "elapsed": self.elapsed, "valid_pending": self.valid_pending, "nonfinite_run": self.nonfinite_run,
+            "model_config": self._model_config(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
-        }, self.out / "state.pt")
+        }, self.out)
+        self.saved_step = self.step
+
+    def _saved_text(self) -> str:
+        return "none written yet" if self.saved_step is None else f"step {self.saved_step}"
 
     @property
     def elapsed(self) -> float:
@@ -290,23 +397,34 @@ class Trainer:
         return self.elapsed_before + time.time() - self._t0
 
     # -- validation ------------------------------------------------------------------------
+    def _validation_items(self) -> Iterator[int]:
+        """Indices of the validation set, with a progress bar; ends early on SIGINT/SIGTERM."""
+        from tqdm import tqdm
+
+        for i in tqdm(range(len(self.valid_set)), desc="validate", unit="mix", leave=False,
+                      disable=not (self.progress and self.dist.is_main), dynamic_ncols=True):
+            if self._signals.signum:
+                return
+            yield i
+
     @torch.no_grad()
-    def validate(self) -> float:
-        """Mean SI-SDRi (dB, PIT) over the validation set (AEC: see :meth:`_validate_aec`)."""
+    def validate(self) -> float | None:
+        """Mean SI-SDRi (dB, PIT) over the validation set (AEC: see :meth:`_validate_aec`);
+        None when a stop signal ended it early."""
         if self.task == "aec":
             return self._validate_aec()
         self.model.eval()
         gains = []
-        for i in range(len(self.valid_set)):
+        for i in self._validation_items():
             mix, src = (t.to(self.device)[None] for t in self.valid_set[i][:2])
             _, _, scores = pit(self.model(mix), src)
             base = si_sdr(mix[:, None].expand_as(src), src)
             gains.append((scores - base).mean().item())
         self.model.train()
-        return sum(gains) / max(1, len(gains))
+        return sum(gains) / max(1, len(gains)) if len(gains) == len(self.valid_set) else None
 
     @torch.no_grad()
-    def _validate_aec(self, cap_db: float = 30.0) -> float:
+    def _validate_aec(self, cap_db: float = 30.0) -> float | None:
         """Mean improvement (dB) over doing nothing: on clips with near-end speech (double
         talk, near-end single talk) the near-end SI-SDRi, on far-end single talk the ERLE —
         every SI-SDR and ERLE capped at ``cap_db`` (a clean near-end-only clip has an unbounded
@@ -314,7 +432,7 @@ class Trainer:
         microphone signal through."""
         self.model.eval()
         gains = []
-        for i in range(len(self.valid_set)):
+        for i in self._validation_items():
             mic, far, targets = (t.to(self.device)[None] for t in self.valid_set[i][:3])
             est = self.model(mic, far)
             near = targets[:, 0]
@@ -324,87 +442,166 @@ class Trainer:
                 gain = erle(mic, est).clamp(max=cap_db)
             gains.append(gain.mean().item())
         self.model.train()
-        return sum(gains) / max(1, len(gains))
+        return sum(gains) / max(1, len(gains)) if len(gains) == len(self.valid_set) else None
 
     # -- the loop ----------------------------------------------------------------------------
     def train(self, stop_after: int | None = None) -> dict[str, Any]:
-        """Run to ``optim.steps`` (or early stop). ``stop_after`` ends this call after that
-        step (as if the process were killed right after a checkpoint); used by tests."""
+        """Run to ``optim.steps`` (or early stop, or a stop signal: see the module doc).
+        ``stop_after`` ends this call after that step (as if the process were killed right
+        after it); used by tests. The summary's ``interrupted`` is the signal that stopped
+        the run (0: none); ``already_done`` says there was nothing left to train (the run had
+        reached ``optim.steps`` or stopped early)."""
         cfg, main = self.cfg, self.dist.is_main
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers,
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                remove_stale_temps(self.out)  # left by a process killed while writing
+                if self.saved_step is None:  # logs of a run killed before its first checkpoint start afresh
+                    self._truncate_log("train.csv", 0)
+                    self._truncate_log("valid.csv", 0)
+                atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            except OSError as e:
+                raise TrainingError(f"run.out_dir={self.out}: cannot write there ({e.strerror or e})") from None
+        already_done = (self.step >= cfg.optim.steps or self.stopped_early) and not self.valid_pending
+        loader = DataLoader(self.train_set, num_workers=cfg.data.num_workers, worker_init_fn=_ignore_stop_signals,
                             batch_sampler=StepBatches(self.step, cfg.optim.steps, cfg.optim.batch_size,
                                                       self.dist.rank, self.dist.world, len(self.train_set),
                                                       shuffle=isinstance(self.train_set, MixtureDataset),
                                                       seed=cfg.run.seed))
-        train_log = _CSVLog(self.out / "train.csv", TRAIN_FIELDS) if main else None
-        valid_log = _CSVLog(self.out / "valid.csv", VALID_FIELDS) if main else None
-        writer = _tensorboard(self.out) if main else None
-        bar = _progress(self.step, cfg.optim.steps, enabled=main and self.progress)
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
+        logs = (_CSVLog(self.out / "train.csv", TRAIN_FIELDS), _CSVLog(self.out / "valid.csv", VALID_FIELDS)) \
+            if main and not already_done else (None, None)
+        writer = _tensorboard(self.out) if main and not already_done else None
+        bar = _progress(self.step, cfg.optim.steps, enabled=main and self.progress and not already_done)
         self._t0 = t0 = time.time()
-        samples, start_step, stopped_early = 0, self.step, False
+        start_step, stopped_early, signum = self.step, False, 0
         self.model.train()
-        for batch in loader:
-            *inputs, target = (t.to(self.device) for t in batch)
-            lr = self.lr_at(self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                est = self.net(*inputs, return_all=True) if self.task == "aec" else self.net(*inputs)
-            loss = self.loss_fn(est.float(), target)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.step += 1
-            samples += target.shape[0] * self.dist.world
-            if main:
-                rate = samples / max(1e-9, time.time() - t0)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.2f}", lr=f"{lr:.1e}", samples_s=f"{rate:.1f}")
-                if self.step % cfg.run.log_every == 0 or self.step == cfg.optim.steps:
-                    train_log.write([self.step, f"{loss.item():.4f}", f"{lr:.3e}", f"{grad_norm.item():.3f}",
-                                     f"{rate:.2f}", f"{self.elapsed:.1f}"])
-                    if writer:
-                        writer.add_scalar("train/loss", loss.item(), self.step)
-            if self.step % cfg.run.valid_every == 0 or self.step == cfg.optim.steps:
-                stopped_early = self._validation_round(valid_log, writer)
-            if self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.optim.steps or stopped_early:
-                self.save_checkpoint()
-                if self.dist.world > 1:
-                    dist.barrier()
-            if stopped_early or (stop_after is not None and self.step >= stop_after):
-                break
-        bar.close()
-        for log in (train_log, valid_log):
-            if log:
-                log.file.close()
-        if writer:
-            writer.close()
+        try:
+            with self._signals:
+                if self.valid_pending:  # a validation that a stop signal cut short
+                    stopped_early, signum = self._after_step(logs[1], writer, force_checkpoint=False)
+                if not (already_done or stopped_early or signum):
+                    for batch in loader:
+                        self._train_step(batch, logs[0], writer, bar, t0, start_step)
+                        stopped_early, signum = self._after_step(logs[1], writer)
+                        if stopped_early or signum or (stop_after is not None and self.step >= stop_after):
+                            break
+        finally:
+            bar.close()
+            for log in logs:
+                if log:
+                    log.file.close()
+            if writer:
+                writer.close()
+        if signum:
+            self._say(f"{signal.Signals(signum).name} at step {self.step}: checkpoint saved in {self.out}; "
+                      "run the same command to resume")
         wall = time.time() - t0
         steps_done = self.step - start_step
         return {"steps": self.step, "best_si_sdri": self.best, "wall_s": wall, "total_wall_s": self.elapsed,
                 "steps_per_s": steps_done / max(wall, 1e-9),
                 "samples_per_s": steps_done * cfg.optim.batch_size * self.dist.world / max(wall, 1e-9),
-                "early_stopped": stopped_early}
+                "early_stopped": self.stopped_early, "interrupted": signum, "already_done": already_done}
+
+    def _train_step(self, batch: list[torch.Tensor], train_log: "_CSVLog | None", writer: Any, bar: Any,
+                    t0: float, start_step: int) -> None:
+        """One optimizer step (or, with a non-finite loss or gradient, none: see ``optim.nonfinite``)."""
+        cfg = self.cfg
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
+        *inputs, target = (t.to(self.device) for t in batch)
+        # a skipped step must not leave its forward pass in running statistics (BatchNorm)
+        buffers = [b.detach().clone() for b in self.model.buffers()] if cfg.optim.nonfinite == "skip" else []
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            est = self.net(*inputs, return_all=True) if self.task == "aec" else self.net(*inputs)
+        loss = self.loss_fn(est.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+        loss_value, norm_value = loss.item(), grad_norm.item()
+        # fp16: an overflowing gradient is the grad scaler's business (it skips the step itself)
+        bad = not math.isfinite(loss_value) or (cfg.run.amp != "fp16" and not math.isfinite(norm_value))
+        if self._agree(float(bad))[0]:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            self._nonfinite_step(loss_value, norm_value)
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers):
+                    b.copy_(saved)
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.nonfinite_run = 0
+        self.step += 1
+        if self.dist.is_main:
+            rate = (self.step - start_step) * target.shape[0] * self.dist.world / max(1e-9, time.time() - t0)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.2f}", lr=f"{lr:.1e}", samples_s=f"{rate:.1f}")
+            if self.step % cfg.run.log_every == 0 or self.step == cfg.optim.steps:
+                train_log.write([self.step, f"{loss_value:.4f}", f"{lr:.3e}", f"{norm_value:.3f}",
+                                 f"{rate:.2f}", f"{self.elapsed:.1f}"])
+                if writer:
+                    writer.add_scalar("train/loss", loss_value, self.step)
+
+    def _nonfinite_step(self, loss: float, grad_norm: float) -> None:
+        """A step whose loss or gradient norm (on some rank) is not finite: skip it or stop."""
+        o, step = self.cfg.optim, self.step + 1
+        what = f"loss {loss:g}, gradient norm {grad_norm:g}"
+        self.nonfinite_run += 1
+        if o.nonfinite == "skip" and self.nonfinite_run <= o.max_nonfinite_skips:
+            self._say(f"warning: step {step}: non-finite {what}; step skipped "
+                      f"({self.nonfinite_run} in a row, at most optim.max_nonfinite_skips={o.max_nonfinite_skips})")
+            return
+        why = (f"{self.nonfinite_run} non-finite steps in a row (optim.max_nonfinite_skips={o.max_nonfinite_skips})"
+               if o.nonfinite == "skip" else f"non-finite {what}")
+        raise TrainingError(f"step {step}: {why}; training stopped without saving it (the last checkpoint, "
+                            f"{self._saved_text()}, is intact). Lower optim.lr or optim.clip_grad_norm, check "
+                            "the data, or set optim.nonfinite=skip")
+
+    def _after_step(self, valid_log: "_CSVLog | None", writer: Any,
+                    force_checkpoint: bool | None = None) -> tuple[bool, int]:
+        """Validation and checkpoint due at this step; returns (early stop, stop signal).
+
+        A stop signal (on any rank) makes this step a checkpoint; a validation it cut short is
+        marked pending in that checkpoint and runs first on resume."""
+        cfg, stopped_early = self.cfg, False
+        if self.valid_pending or self.step % cfg.run.valid_every == 0 or self.step == cfg.optim.steps:
+            self.valid_pending = True
+            stopped_early = self._validation_round(valid_log, writer)
+        signum = int(self._agree(float(self._signals.signum))[0])
+        due = self.step % cfg.run.checkpoint_every == 0 or self.step == cfg.optim.steps
+        if (due if force_checkpoint is None else force_checkpoint) or stopped_early or signum:
+            self.save_checkpoint()
+            if self.dist.world > 1:
+                dist.barrier()
+        return stopped_early, signum
+
+    def _agree(self, *flags: float) -> list[float]:
+        """The largest value of each flag over all ranks (the values themselves in one process)."""
+        if self.dist.world == 1:
+            return list(flags)
+        t = torch.tensor(flags, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.tolist()
 
     def _validation_round(self, valid_log: "_CSVLog | None", writer: Any) -> bool:
-        """Validate on rank 0, update best/plateau/early-stop state on every rank."""
-        flags = torch.zeros(2, dtype=torch.float64)
+        """Validate on rank 0, update best/plateau/early-stop state on every rank (unless a stop
+        signal cut the validation short: it stays pending)."""
+        flags = torch.zeros(3, dtype=torch.float64)  # score, improved, finished
         if self.dist.is_main:
             score = self.validate()
-            improved = score > self.best
-            flags[:] = torch.tensor([score, float(improved)], dtype=torch.float64)
+            if score is not None:
+                flags[:] = torch.tensor([score, float(score > self.best), 1.0], dtype=torch.float64)
         if self.dist.world > 1:
             flags = flags.to(self.device)
             dist.broadcast(flags, 0)
             flags = flags.cpu()
-        score, improved = flags[0].item(), bool(flags[1].item())
+        score, improved, finished = flags[0].item(), bool(flags[1].item()), bool(flags[2].item())
+        if not finished:
+            return False
+        self.valid_pending = False
         if improved:
             self.best, self.stale = score, 0
             if self.dist.is_main:
@@ -418,7 +615,20 @@ class Trainer:
             valid_log.write([self.step, f"{score:.3f}", f"{self.best:.3f}", f"{self.lr_scale:g}"])
             if writer:
                 writer.add_scalar("valid/si_sdri", score, self.step)
+        return self.stopped_early
+
+    @property
+    def stopped_early(self) -> bool:
+        """``run.early_stop`` validations in a row without improvement (with the current config:
+        a larger ``run.early_stop`` lets a run that stopped early go on)."""
         return bool(self.cfg.run.early_stop) and self.stale >= self.cfg.run.early_stop
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data-loader workers leave Ctrl-C (sent to the whole process group) and SIGTERM to the
+    main process, which stops after the step; the workers end with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _CSVLog:
