@@ -108,3 +108,29 @@ def test_richer_echo_scenes_defaults_unchanged_and_options_take_effect():
     assert kinds == {"clip_tanh", "soft_clip", "harmonic"} and noise_kinds == {"babble", "coloured"}
     with pytest.raises(ValueError, match="nonlinearities"):
         EchoSimulationDataset(files, 16000, nonlinearities=("fuzz",))
+
+
+def test_trainer_uses_the_configured_objective_and_richer_scenes(tmp_path, speech_files):
+    from audiomask.losses import aec_near_end_loss
+    from audiomask.training import load_config
+    from audiomask.training.trainer import Trainer
+
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    for f in speech_files[:8]:
+        (speech / f.name).symlink_to(f)
+    args = ["model.name=d3net-aec", "model.preset=tiny", f"data.speech_dir={speech}",
+            f"data.rir_dir={SHARED_DATA / 'rir'}", "data.synthetic_noise=1.0", "data.near_reverb_prob=0.5",
+            "data.nonlinearities=[clip_tanh, soft_clip, harmonic]", "data.segment=0.5", "data.valid_segment=0.5",
+            "data.valid_speakers=2", "data.valid_mixtures=2", "optim.steps=2", "optim.batch_size=2",
+            "optim.loss=aec_near_end", f"run.out_dir={tmp_path / 'run'}", "run.valid_every=2",
+            "run.checkpoint_every=2"]
+    trainer = Trainer(load_config(None, args), progress=False)
+    assert trainer.loss_fn is aec_near_end_loss
+    assert trainer.train_set.synthesizer is not None and trainer.train_set.near_reverb_prob == 0.5
+    assert trainer.train()["steps"] == 2
+    with pytest.raises(ValueError, match="optim.loss"):
+        load_config(None, args[:-4] + ["optim.loss=l1"])
+    with pytest.raises(ValueError, match="separation objective"):
+        Trainer(load_config(None, [a for a in args if not a.startswith("optim.loss")] + ["optim.loss=pit_si_sdr"]),
+                progress=False)
