@@ -260,6 +260,15 @@ def _as_dataset(data: Any, sample_rate: int):
     return data  # any dataset of (mix [T], sources [n_src, T]) at the model's rate
 
 
+def _source_name(dataset: Any, index: int, source: int) -> str:
+    """The file of reference ``source`` of mixture ``index`` when the dataset knows it, else its id."""
+    entries = getattr(dataset, "entries", None)
+    try:
+        return str(entries[index].sources[source])
+    except (TypeError, IndexError, AttributeError):
+        return dataset.utterance_id(index) if hasattr(dataset, "utterance_id") else str(index)
+
+
 def score_mixture(est: torch.Tensor, sources: torch.Tensor, mix: torch.Tensor
                   ) -> tuple[dict[str, float], torch.Tensor]:
     """SI-SDR, SI-SDRi, SDR, SDRi (dB, means over sources) of ``est [n_src, T]`` against
@@ -297,12 +306,17 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
 
     Raises:
         ManifestError / AudioError: bad data (one-line messages naming the file).
-        EvaluationError: the data's source count differs from the model's, or no mixtures.
+        EvaluationError: the data's source count differs from the model's, no mixtures, or a
+            silent (all-zero) reference.
+        AudioError: ``out_dir`` cannot be created or written (checked before any work).
     """
     from tqdm import tqdm
 
     if compute_pesq_stoi not in ("auto", True, False):
         raise ValueError(f"compute_pesq_stoi must be 'auto', True or False, got {compute_pesq_stoi!r}")
+    from audiomask.outputs import check_output_folder
+
+    out = check_output_folder(out_dir)  # a file in its place fails now, not after the whole run
     rate = int(model.sample_rate)
     dataset = _as_dataset(data, rate)
     n_items = len(dataset)
@@ -341,6 +355,10 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
             if sources.shape[0] != model.n_src:
                 raise EvaluationError(f"{uid}: the model separates {model.n_src} sources but the mixture "
                                       f"has {sources.shape[0]} references")
+            silent = [k for k in range(sources.shape[0]) if not bool(sources[k].any())]
+            if silent:
+                raise EvaluationError(f"{_source_name(dataset, i, silent[0])}: reference s{silent[0] + 1} is "
+                                      "silent (all zeros); SI-SDR against it is undefined")
             est = separate(model, mix, rate)
             scores, est_perm = score_mixture(est, sources, mix)
             if fns is not None:
@@ -351,8 +369,6 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
         model.train(was_training)
 
     stats = {m: _stats([r[m] for r in rows]) for m in metrics}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     csv_path = out / CSV_NAME
     _write_csv(csv_path, rows, metrics)
     plot_path: Path | None = out / PLOT_NAME
