@@ -162,20 +162,18 @@ def score_against_references(result, ref_paths: Sequence[str], rate: int) -> str
     at ``rate`` (the model's, as ``audiomask evaluate`` scores). Memory: a few copies of the
     signals, nothing quadratic in their length."""
     from audiomask.audio import read_audio, resample
-    from audiomask.metrics import pit, si_sdr
+    from audiomask.evaluate import score_si_sdr
 
-    mix = resample(result.mixture, result.sample_rate, rate).double()
+    mix = resample(result.mixture, result.sample_rate, rate)
     refs = []
     for path in ref_paths:
-        wav, _ = read_audio(path, sample_rate=rate, channels=1, dtype=torch.float64)
+        wav, _ = read_audio(path, sample_rate=rate, channels=1)
         if wav.shape[-1] != mix.shape[-1]:
             raise CLIError(f"{path}: {wav.shape[-1]} samples at {rate} Hz, the mixture has {mix.shape[-1]}")
         refs.append(wav[0])
     refs = torch.stack(refs)
-    est = result.model_estimates.double()
-    _, _, per_source = pit(est.unsqueeze(0), refs.unsqueeze(0), metric="si_sdr")
-    per_source = per_source[0]
-    improvement = per_source - si_sdr(mix.expand_as(refs), refs)
+    per_source, baseline = score_si_sdr(result.model_estimates, refs, mix)
+    improvement = per_source - baseline
     lines = [f"{'reference':<40} {'SI-SDR':>8} {'SI-SDRi':>8}   (dB, at {rate} Hz)"]
     for path, a, b in zip(ref_paths, per_source.tolist(), improvement.tolist()):
         lines.append(f"{str(path):<40} {a:8.2f} {b:8.2f}")

@@ -36,7 +36,7 @@ from audiomask.audio import resample
 from audiomask.fileio import atomic_write_bytes
 from audiomask.metrics import pit, sdr, si_sdr
 
-__all__ = ["evaluate", "score_mixture", "EvaluationError", "EvaluationSummary", "MetricStats", "t_critical",
+__all__ = ["evaluate", "score_mixture", "score_si_sdr", "EvaluationError", "EvaluationSummary", "MetricStats", "t_critical",
            "METRIC_LABELS"]
 
 METRIC_LABELS = {
@@ -285,6 +285,35 @@ def score_mixture(est: torch.Tensor, sources: torch.Tensor, mix: torch.Tensor
     scores = {"si_sdr": float(si.mean()), "si_sdri": float((si - si_mix).mean()),
               "sdr": float(sd.mean()), "sdri": float((sd - sd_mix).mean())}
     return scores, est_perm
+
+
+def score_si_sdr(est: torch.Tensor, refs: torch.Tensor, mix: torch.Tensor, eps: float = 1e-8,
+                 chunk: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """SI-SDR (dB) of ``est [n, T]`` against ``refs [n, T]`` after PIT, and of ``mix [T]`` against
+    each reference: ``(matched [n], mixture [n])``, equal to :func:`score_mixture`'s SI-SDR terms
+    (zero-mean, the same ``eps``).
+
+    Memory-light for long recordings: only the signals' Gram matrix is formed, accumulated
+    ``chunk`` samples at a time in float64 (no float64 copy of whole signals)."""
+    n, length = refs.shape
+    rows = [est, refs, mix[None]]
+    gram = torch.zeros(2 * n + 1, 2 * n + 1, dtype=torch.float64)
+    sums = torch.zeros(2 * n + 1, dtype=torch.float64)
+    for start in range(0, length, chunk):
+        y = torch.cat([r[:, start:start + chunk] for r in rows]).double()
+        gram += y @ y.T
+        sums += y.sum(-1)
+    gram -= torch.outer(sums, sums) / length  # zero-mean signals
+    ref_energy = gram.diagonal()[n:2 * n]
+
+    def ratio(dot: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        target = torch.where(ref_energy > 0, dot * dot / ref_energy.clamp_min(1e-300), torch.zeros_like(dot))
+        noise = (energy - target).clamp_min(0.0)
+        return 10 * torch.log10((target + eps) / (noise + eps))
+
+    pairwise = ratio(gram[:n, n:2 * n], gram.diagonal()[:n, None])  # [est i, ref j]
+    _, _, matched = pit(est[None, :, :1], refs[None, :, :1], metric=lambda e, r: pairwise[None])
+    return matched[0], ratio(gram[2 * n, n:2 * n], gram[2 * n, 2 * n])
 
 
 def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,

@@ -159,6 +159,9 @@ def check_output_file(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
         raise AudioError(path, f"is a folder; {label} must be a file")
     if path.exists() and not overwrite:
         raise AudioError(path, "exists; pass --overwrite to replace it")
+    for part in path.parents:
+        if part.exists() and not part.is_dir():
+            raise AudioError(path, f"is under {part}, which is a file")
     check_output_folder(path.parent, label)
     return path
 
