@@ -121,17 +121,23 @@ def _resolved(path: Path) -> Path:
 # output paths
 # --------------------------------------------------------------------------- #
 def check_output_folder(folder: str | os.PathLike, label: str = "--out") -> Path:
-    """Create ``folder`` if missing and make sure a file can be written in it; a file in its
-    place or on its way, or a folder that cannot be written, raises :class:`AudioError`
-    naming it."""
+    """Make sure ``folder`` can be written, creating nothing: a file in its place or on its
+    way, or (the folder or, when missing, its nearest existing parent) refusing a test file
+    raises :class:`AudioError` naming it. The writers create missing folders."""
     folder = Path(folder)
+    existing = None
     for part in [folder, *folder.parents]:
-        if part.exists() and not part.is_dir():
+        try:
+            if not part.exists():
+                continue
+        except OSError as e:
+            raise AudioError(folder, f"cannot write in this folder ({e.strerror or e})") from e
+        if not part.is_dir():
             where = "is a file" if part == folder else f"is under {part}, which is a file"
             raise AudioError(folder, f"{where}; {label} must be a folder")
+        existing = existing or part
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing or Path.cwd()):
             pass
     except OSError as e:
         raise AudioError(folder, f"cannot write in this folder ({e.strerror or e})") from e
@@ -172,7 +178,7 @@ def plan_separation(inputs: Sequence[Path], out: str | os.PathLike | None, n_src
     ``<stem><extra>`` per entry of ``extras`` (e.g. ``"_spectrogram.png"``); ``out=None``
     puts them beside each input. Returns ``(plans, errors)``: the inputs that can go ahead and
     one line per input that cannot (see the module docstring for the rules). The folders are
-    created and checked for writing here."""
+    checked for writing here (:func:`check_output_folder`)."""
     errors: list[str] = []
     folders: dict[Path, str | None] = {}  # folder → its problem, checked once
     names: dict[Path, list[str]] = {}
