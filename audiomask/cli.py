@@ -208,13 +208,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from audiomask.audio import AudioError
     from audiomask.data.manifest import ManifestError
     from audiomask.evaluate import EvaluationError, evaluate
-    from audiomask.outputs import check_output_folder
     from audiomask.runtime import apply_threads
 
-    try:
-        check_output_folder(args.out)
-    except AudioError as e:
-        raise CLIError(str(e)) from None
     device = resolve_device(args.device)
     apply_threads(args.threads, "batch")
     model = load_model_arg(args.model, device)
@@ -349,13 +344,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_compute_arguments(p: argparse.ArgumentParser, device_note: str = "") -> None:
+def add_compute_arguments(p: argparse.ArgumentParser, device_note: str = "", threads_note: str = "") -> None:
     """``--device`` (default auto) and ``--threads`` for a command that runs a model."""
     note = f"; {device_note}" if device_note else ""
     p.add_argument("--device", default="auto",
                    help=f"torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:1, … (default: auto{note})")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads (default: OMP_NUM_THREADS when set, else every core that is idle)")
+                   help="CPU threads (default: OMP_NUM_THREADS when set, else every core that is idle"
+                        f"{'; ' + threads_note if threads_note else ''})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -502,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-ms", type=float, default=10.0, help="block length for --stream in ms (default: 10)")
     p.add_argument("--all", action="store_true",
                    help="also write the echo and noise estimates as OUT_echo.wav and OUT_noise.wav")
-    add_compute_arguments(p, "the offline run; --stream always runs on the CPU")
+    add_compute_arguments(p, "the offline run; --stream always runs on the CPU",
+                          "1 for --stream blocks up to 40 ms")
     p.add_argument("--downmix", action="store_true", help="average multi-channel inputs to mono")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_aec)

@@ -1,7 +1,6 @@
 """Output planning, level rule, clipping guard, thread policy and memory-light scoring (no model runs)."""
 
 import os
-import resource
 import subprocess
 import sys
 
