@@ -317,6 +317,16 @@ def test_aec_output_is_checked_before_computing(tmp_path, capsys, monkeypatch):
         assert len(err) == 1 and err[0].startswith(f"audiomask: error: {out}: {problem}"), err
 
 
+def test_aec_refuses_a_block_length_that_is_not_a_positive_number(tmp_path, capsys):
+    """Issue 24 item 6: `--block-ms nan` was taken."""
+    mic, far = short_wav(tmp_path / "mic.wav"), short_wav(tmp_path / "far.wav", seed=1)
+    for value in ("nan", "inf", "0", "-5"):
+        assert main(["aec", "--mic", str(mic), "--far", str(far), "--model", "d3net-aec:tiny", "--stream",
+                     "--block-ms", value, "-q"]) == 2
+        assert f"--block-ms must be a number > 0, got {float(value)}" in capsys.readouterr().err
+    assert not (tmp_path / "mic_near.wav").exists()
+
+
 def test_downmix_error_names_the_cli_option(tiny_checkpoint, tmp_path, capsys):
     """Issue 24 item 7: the error said `pass downmix=True` where the option is --downmix."""
     stereo = tmp_path / "stereo.wav"
@@ -329,6 +339,7 @@ def test_downmix_error_names_the_cli_option(tiny_checkpoint, tmp_path, capsys):
 # ----------------------------------------------------------------------------- issue 26
 
 
+@pytest.mark.slow
 def test_outputs_keep_the_mixture_level_in_one_subtype(tmp_path):
     """Issue 26 item 3: the bundled model's estimates peaked at 2.17 for a mixture peaking at
     0.80, and the subtype depended on each file's peak (FLOAT and PCM_16 in one run)."""
