@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import torch
 import audiomask
 from audiomask.cli import build_parser, main
 from audiomask.evaluate import evaluate
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "egs" / "quickstart"
 
 
 @pytest.fixture(scope="module")
@@ -344,15 +347,15 @@ def test_outputs_keep_the_mixture_level_in_one_subtype(tmp_path):
     """Issue 26 item 3: the bundled model's estimates peaked at 2.17 for a mixture peaking at
     0.80, and the subtype depended on each file's peak (FLOAT and PCM_16 in one run)."""
     out = tmp_path / "o"
-    assert main(["separate", "egs/quickstart/mix.wav", "--out", str(out), "-q"]) == 0
-    mix, _ = sf.read("egs/quickstart/mix.wav")
-    sources = [sf.read(f"egs/quickstart/s{i}.wav")[0] for i in (1, 2)]
+    assert main(["separate", str(QUICKSTART / "mix.wav"), "--out", str(out), "-q"]) == 0
+    mix, _ = sf.read(QUICKSTART / "mix.wav")
+    sources = [sf.read(QUICKSTART / f"s{i}.wav")[0] for i in (1, 2)]
     estimates = [sf.read(out / f"mix_s{i}.wav")[0] for i in (1, 2)]
     assert {sf.info(out / f"mix_s{i}.wav").subtype for i in (1, 2)} == {"FLOAT"}
     for est in estimates:  # each at the level of a source in the mixture (true peaks 0.59, 0.45)
         assert 0.3 < np.abs(est).max() < np.abs(mix).max()
         assert 0.5 < np.sqrt(np.mean(est ** 2) / np.mean(sources[0] ** 2)) < 2.0
-    assert main(["separate", "egs/quickstart/mix.wav", "--out", str(out), "--format", "pcm16",
+    assert main(["separate", str(QUICKSTART / "mix.wav"), "--out", str(out), "--format", "pcm16",
                  "--overwrite", "-q"]) == 0
     assert {sf.info(out / f"mix_s{i}.wav").subtype for i in (1, 2)} == {"PCM_16"}
 
