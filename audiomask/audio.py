@@ -58,6 +58,12 @@ _EXT_FORMATS = {"AIF": "AIFF", "AIFC": "AIFF", "OGA": "OGG", "OPUS": "OGG"}
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE", "VORBIS", "OPUS"}
 # Data sizes written by streaming encoders that could not seek back.
 _UNKNOWN_SIZE_MIN = 0x7FFFF000
+#: the highest sample rate read (DXD and 768 kHz converters are the top of real audio);
+#: a header claiming more is corrupt or hostile and would make resampling blow up
+MAX_SAMPLE_RATE = 768_000
+#: how read_audio's channel-count error suggests averaging; front ends (CLI, server) replace
+#: it with their own spelling of the option
+DOWNMIX_HINT = "pass downmix=True"
 
 
 class AudioError(Exception):
@@ -158,15 +164,15 @@ def _data_chunk_shortfall(path: Path) -> tuple[int, int] | None:
 def _open(path: PathLike) -> sf.SoundFile:
     """Open ``path`` for reading after the existence and header checks."""
     p = Path(path)
-    if not p.exists():
-        raise AudioError(path, "file not found")
-    if p.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
     try:
+        if not p.exists():
+            raise AudioError(path, "file not found")
+        if p.is_dir():
+            raise AudioError(path, "is a directory, not an audio file")
         if p.stat().st_size == 0:
             raise AudioError(path, "empty (0 bytes)")
         shortfall = _data_chunk_shortfall(p)
-    except OSError as e:
+    except OSError as e:  # e.g. a folder on the way that may not be searched
         raise AudioError(path, f"cannot open ({e.strerror or e})") from e
     if shortfall is not None:
         declared, present = shortfall
@@ -174,9 +180,17 @@ def _open(path: PathLike) -> sf.SoundFile:
             path, f"truncated (header declares {declared} bytes of audio data, file holds {present})"
         )
     try:
-        return sf.SoundFile(p)
+        f = sf.SoundFile(p)
     except sf.SoundFileError as e:
         raise AudioError(path, f"cannot decode ({_decode_reason(e)})") from e
+    except OSError as e:
+        raise AudioError(path, f"cannot open ({e.strerror or e})") from e
+    if not 0 < f.samplerate <= MAX_SAMPLE_RATE or f.channels < 1:
+        f.close()
+        problem = (f"{f.channels} channels in the header" if f.channels < 1 else
+                   f"sample rate {f.samplerate} Hz in the header is not plausible (at most {MAX_SAMPLE_RATE} Hz)")
+        raise AudioError(path, f"corrupt header: {problem}")
+    return f
 
 
 def audio_info(path: PathLike) -> AudioInfo:
@@ -240,7 +254,7 @@ def read_audio(
         if file_channels > 1 and channels == 1 and not downmix:
             raise AudioError(
                 path,
-                f"has {file_channels} channels, expected 1 (pass downmix=True to average them)",
+                f"has {file_channels} channels, expected 1 ({DOWNMIX_HINT} to average them)",
             )
         if channels is not None and not downmix and file_channels != channels:
             raise AudioError(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -46,7 +48,9 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
     if path.suffix or "/" in spec:
         raise CLIError(f"{spec}: checkpoint not found")
     known = sorted(pretrained_models()) + sorted(list_models())
-    raise CLIError(f"{spec}: unknown model; give a checkpoint path or one of: {', '.join(known)}")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise CLIError(f"{spec}: unknown model; {hint}give a checkpoint path or one of: {', '.join(known)}")
 
 
 def refuse_echo_canceller(model: torch.nn.Module, spec: str) -> None:
@@ -68,25 +72,76 @@ def check_device(device: str) -> None:
         raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
-def cmd_separate(args: argparse.Namespace) -> int:
-    from audiomask.separation import separate_files
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when this machine has it, else ``cpu``; other names are checked
+    (:func:`check_device`) and kept."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
+    return device
 
-    if args.ref and len(args.inputs) != 1:
-        raise CLIError("--ref scores one input: give exactly one IN with --ref")
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def error_line(problem: object) -> str:
+    """The one line printed for a failed input, with the library's option names in the CLI's spelling."""
+    from audiomask.audio import DOWNMIX_HINT
+
+    return f"audiomask: error: {str(problem).replace(DOWNMIX_HINT, 'use --downmix')}"
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars go to stderr, only when it is a terminal and ``--quiet`` is not given."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from audiomask.outputs import OUTPUT_FORMATS, expand_inputs, plan_separation
+    from audiomask.runtime import apply_threads
+    from audiomask.separation import separate_planned
+
     if args.spectrogram:
         from audiomask.plot import PLOT_EXTRA_HINT, have_matplotlib
 
         if not have_matplotlib():
             raise CLIError(f"--spectrogram: {PLOT_EXTRA_HINT}")
-    model = load_model_arg(args.model, args.device)
+    inputs, errors, notes = expand_inputs(args.inputs)
+    if args.ref and (len(args.inputs) != 1 or len(inputs) != 1):
+        raise CLIError("--ref scores one input: give exactly one IN (a file) with --ref")
+    for line in notes if not args.quiet else []:
+        print(f"audiomask: {line}", file=sys.stderr)
+    device = resolve_device(args.device)
+    apply_threads(args.threads, "batch")
+    model = load_model_arg(args.model, device)
     refuse_echo_canceller(model, args.model)
     if args.ref and len(args.ref) != model.n_src:
         raise CLIError(f"--ref: the model separates {model.n_src} sources, got {len(args.ref)} references")
-    results, errors = separate_files(model, args.inputs, args.out, args.downmix,
-                                     progress=not args.quiet, chunk=args.chunk)
+    plans, plan_errors = plan_separation(inputs, args.out, model.n_src, args.overwrite,
+                                         extras=["_spectrogram.png"] if args.spectrogram else [])
+    errors += plan_errors
     for message in errors:
-        print(f"audiomask: error: {message}", file=sys.stderr)
-    for result in results:
+        print(error_line(message), file=sys.stderr)
+    failed = len(errors)
+    results = separate_planned(model, plans, OUTPUT_FORMATS[args.format], args.downmix, args.chunk,
+                               progress=show_progress(args))
+    for plan, result in zip(plans, results):
+        if isinstance(result, AudioError):
+            print(error_line(result), file=sys.stderr)
+            failed += 1
+            continue
+        if result.peak_scale < 1.0:
+            print(f"audiomask: warning: {result.input}: the estimates would peak above full scale; all of "
+                  f"its outputs were scaled down by {-20 * math.log10(result.peak_scale):.1f} dB so none clips",
+                  file=sys.stderr)
         if not args.quiet:
             print("\n".join(map(str, result.paths)))
         if args.spectrogram:
@@ -94,34 +149,35 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
             signals = {"mixture": result.mixture}
             signals.update({f"estimate {i + 1}": e for i, e in enumerate(result.estimates)})
-            png = spectrograms_png(Path(args.out) / f"{result.input.stem}_spectrogram.png", signals, result.sample_rate)
+            png = spectrograms_png(plan.extras[0], signals, result.sample_rate)
             if not args.quiet:
                 print(png)
         if args.ref:
-            print(score_against_references(result, args.ref))
-    return 1 if errors else 0
+            print(score_against_references(result, args.ref, model.sample_rate))
+    return 1 if failed else 0
 
 
-def score_against_references(result, ref_paths: Sequence[str]) -> str:
-    """SI-SDR and SI-SDRi (dB, best permutation) of a separated file against reference files."""
-    from audiomask.audio import read_audio
-    from audiomask.evaluate import score_mixture
-    from audiomask.metrics import si_sdr
+def score_against_references(result, ref_paths: Sequence[str], rate: int) -> str:
+    """SI-SDR and SI-SDRi (dB, best permutation) of a separated file against reference files,
+    at ``rate`` (the model's, as ``audiomask evaluate`` scores). Memory: a few copies of the
+    signals, nothing quadratic in their length."""
+    from audiomask.audio import read_audio, resample
+    from audiomask.evaluate import score_si_sdr
 
+    mix = resample(result.mixture, result.sample_rate, rate)
     refs = []
     for path in ref_paths:
-        wav, _ = read_audio(path, sample_rate=result.sample_rate, channels=1)
-        if wav.shape[-1] != result.mixture.shape[-1]:
-            raise CLIError(f"{path}: {wav.shape[-1]} samples, the mixture has {result.mixture.shape[-1]}")
+        wav, _ = read_audio(path, sample_rate=rate, channels=1)
+        if wav.shape[-1] != mix.shape[-1]:
+            raise CLIError(f"{path}: {wav.shape[-1]} samples at {rate} Hz, the mixture has {mix.shape[-1]}")
         refs.append(wav[0])
     refs = torch.stack(refs)
-    scores, matched = score_mixture(result.estimates, refs, result.mixture)
-    per_source = si_sdr(matched, refs.double())
-    base = si_sdr(result.mixture.double().expand_as(refs), refs.double())
-    lines = [f"{'reference':<40} {'SI-SDR':>8} {'SI-SDRi':>8}"]
-    for path, a, b in zip(ref_paths, per_source.tolist(), (per_source - base).tolist()):
+    per_source, baseline = score_si_sdr(result.model_estimates, refs, mix)
+    improvement = per_source - baseline
+    lines = [f"{'reference':<40} {'SI-SDR':>8} {'SI-SDRi':>8}   (dB, at {rate} Hz)"]
+    for path, a, b in zip(ref_paths, per_source.tolist(), improvement.tolist()):
         lines.append(f"{str(path):<40} {a:8.2f} {b:8.2f}")
-    lines.append(f"{'mean':<40} {scores['si_sdr']:8.2f} {scores['si_sdri']:8.2f}  (dB)")
+    lines.append(f"{'mean':<40} {float(per_source.mean()):8.2f} {float(improvement.mean()):8.2f}")
     return "\n".join(lines)
 
 
@@ -152,12 +208,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from audiomask.audio import AudioError
     from audiomask.data.manifest import ManifestError
     from audiomask.evaluate import EvaluationError, evaluate
+    from audiomask.runtime import apply_threads
 
-    model = load_model_arg(args.model, args.device)
+    device = resolve_device(args.device)
+    apply_threads(args.threads, "batch")
+    model = load_model_arg(args.model, device)
     refuse_echo_canceller(model, args.model)
     try:
         evaluate(model, args.data, args.out, compute_pesq_stoi=False if args.no_pesq else "auto",
-                 progress=not args.quiet)
+                 progress=show_progress(args))
     except (ManifestError, AudioError, EvaluationError) as e:
         raise CLIError(str(e)) from None
     return 0
@@ -193,6 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from audiomask.audio import read_audio, resample, write_audio
+    from audiomask.runtime import choose_threads
     from audiomask.separation import output_paths
     from audiomask.streaming import simulate
     from audiomask.streaming.blocks import block_samples, check_block_ms
@@ -218,7 +278,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if rate != model.sample_rate:
         print(f"{args.input}: {rate} Hz, resampled to the model's {model.sample_rate} Hz for streaming "
               f"and the sources back to {rate} Hz", file=sys.stderr)
-    est, report = simulate(model, resample(wav[0], rate, model.sample_rate), block, threads=args.threads,
+    threads = choose_threads(args.threads, "stream", block_ms=args.block_ms)
+    est, report = simulate(model, resample(wav[0], rate, model.sample_rate), block, threads=threads,
                            progress=not args.quiet)
     est = resample(est, model.sample_rate, rate)[..., : wav.shape[-1]]
     for target, source in zip(output_paths(args.input, args.out, model.n_src), est):
@@ -234,12 +295,14 @@ def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namesp
     except (ImportError, OSError) as e:
         raise CLIError(f"--mic needs sounddevice and PortAudio (pip install 'audiomask[stream]'; "
                        f"apt-get install libportaudio2): {e}") from None
+    from audiomask.runtime import choose_threads
     from audiomask.streaming import Stream
 
     print(f"streaming the default microphone through {args.model} for {args.seconds:g} s "
           "(source 1 to the left channel, source 2 to the right); Ctrl-C stops", file=sys.stderr)
     # a live stream goes on through a NaN from the device: those samples are zeroed and counted
-    with Stream(model, block, threads=args.threads, nonfinite="zero") as stream, \
+    with Stream(model, block, threads=choose_threads(args.threads, "stream", block_ms=args.block_ms),
+                nonfinite="zero") as stream, \
             sd.Stream(samplerate=model.sample_rate, blocksize=block, channels=(1, model.n_src),
                       dtype="float32", callback=stream.callback):
         try:
@@ -251,27 +314,46 @@ def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namesp
 
 
 def cmd_aec(args: argparse.Namespace) -> int:
-    from audiomask.echo_cancellation import cancel_echo_files, check_aec_model
+    from audiomask.echo_cancellation import cancel_echo_files, check_aec_model, output_files
     from audiomask.models.checkpoint import pretrained_models
+    from audiomask.outputs import OUTPUT_FORMATS, check_output_file
+    from audiomask.runtime import apply_threads
 
+    from audiomask.streaming.blocks import check_block_ms
+
+    try:
+        check_block_ms(args.block_ms)  # the same bounds as `stream`, before any work
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    subtype = OUTPUT_FORMATS[args.format]
+    targets = output_files(args.mic, args.out, args.all)
+    for target in targets:  # before loading or computing anything
+        check_output_file(target, [args.mic, args.far], subtype, args.overwrite)
+    if args.stream:
+        if args.device not in ("auto", "cpu"):
+            raise CLIError("--stream runs on the CPU (block by block, as a sound card feeds it); drop --device")
+        device = "cpu"
+        apply_threads(args.threads, "stream", block_ms=args.block_ms)
+    else:
+        device = resolve_device(args.device)
+        apply_threads(args.threads, "batch")
     spec = args.model
     if spec is None:
         if DEFAULT_AEC_MODEL not in pretrained_models():
-            raise CLIError("no trained echo canceller is bundled yet: give --model CHECKPOINT (train one with "
+            raise CLIError("no trained echo canceller is bundled: give --model CHECKPOINT (train one with "
                            "`audiomask train egs/aec/conf.yaml`), or --model d3net-aec:small for random weights")
         spec = DEFAULT_AEC_MODEL
-    model = load_model_arg(spec, args.device)
+    model = load_model_arg(spec, device)
     try:
         check_aec_model(model, spec)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    if args.stream and args.device != "cpu":
-        raise CLIError("--stream runs on the CPU (block by block, as a sound card feeds it); drop --device")
-    if args.block_ms <= 0:
-        raise CLIError(f"--block-ms must be > 0, got {args.block_ms}")
-    paths, report = cancel_echo_files(model, args.mic, args.far, args.out,
-                                      stream_block_ms=args.block_ms if args.stream else None,
-                                      write_all=args.all, downmix=args.downmix)
+    paths, report, peak_scale = cancel_echo_files(
+        model, args.mic, args.far, targets, stream_block_ms=args.block_ms if args.stream else None,
+        downmix=args.downmix, subtype=subtype)
+    if peak_scale < 1.0:
+        print(f"audiomask: warning: {args.mic}: the outputs would peak above full scale; they were scaled "
+              f"down by {-20 * math.log10(peak_scale):.1f} dB so none clips", file=sys.stderr)
     if not args.quiet:
         print("\n".join(map(str, paths)))
         if report is not None:
@@ -293,31 +375,63 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_compute_arguments(p: argparse.ArgumentParser, device_note: str = "", threads_note: str = "") -> None:
+    """``--device`` (default auto) and ``--threads`` for a command that runs a model."""
+    note = f"; {device_note}" if device_note else ""
+    p.add_argument("--device", default="auto",
+                   help=f"torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:1, … (default: auto{note})")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS when set, else every core that is idle"
+                        f"{'; ' + threads_note if threads_note else ''})")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from audiomask.outputs import DEFAULT_FORMAT, OUTPUT_FORMATS
+
     parser = argparse.ArgumentParser(
         prog="audiomask", description="Speech separation with encoder → masker → decoder models.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("separate", help="separate audio files into one file per source",
-                       description="Separate each input into one file per source, written as "
-                                   "OUT/<stem>_s1.wav, OUT/<stem>_s2.wav, … at the input's sample rate "
-                                   "(inputs at other rates are resampled to the model's and back).")
-    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (wav, flac, ogg, aiff, …)")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Separate each input into one file per source, written as <stem>_s1.wav, "
+                                   "<stem>_s2.wav, … in --out\n(default: beside the input), at the input's "
+                                   "sample rate (inputs at other rates are resampled to\nthe model's and back).\n\n"
+                                   "Outputs never overwrite an input, another output of the same call or (without "
+                                   "--overwrite)\nan existing file; inputs whose names collide in one folder "
+                                   "(a/mix.wav, b/mix.wav) are written as\na_mix_s1.wav, b_mix_s1.wav. All output "
+                                   "paths are checked before the first separation; an input\nthat fails gets one "
+                                   "error line and the others are still separated (exit code 1).\n\n"
+                                   "Level: each estimate is scaled by its least-squares gain onto the mixture, "
+                                   "so a source comes\nout at the level at which it is in the mixture; if one "
+                                   "would then peak above full scale, all\noutputs of that input are scaled down "
+                                   "together (with a warning), so nothing clips.",
+                       epilog="examples:\n"
+                              "  audiomask separate mix.wav                  # writes mix_s1.wav, mix_s2.wav beside it\n"
+                              "  audiomask separate recordings/ --out sep/   # every audio file in the folder\n"
+                              "  audiomask separate a.wav --format pcm16 --threads 1")
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="audio files (wav, flac, ogg, aiff, …) or folders (their audio files, sorted)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="checkpoint file, bundled model name, or NAME[:PRESET] with random weights "
                         f"(default: {DEFAULT_MODEL})")
-    p.add_argument("--out", required=True, help="output directory (created if missing)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--out", help="output folder (created if missing; default: beside each input)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=DEFAULT_FORMAT,
+                   help=f"WAV sample format of every output (default: {DEFAULT_FORMAT})")
+    add_compute_arguments(p)
     p.add_argument("--downmix", action="store_true", help="average multi-channel inputs to mono "
                    "(otherwise they are refused)")
     p.add_argument("--chunk", choices=["auto", "always", "never"], default="auto",
                    help="separate in overlapping 10 s windows (bounded memory, speakers aligned across "
                         "windows): auto = for inputs over 30 s (default), always, or never")
     p.add_argument("--ref", nargs="+", metavar="REF",
-                   help="reference sources of the (single) input: print SI-SDR and SI-SDRi per source")
+                   help="reference sources of the (single) input: print SI-SDR and SI-SDRi per source, "
+                        "scored as `audiomask evaluate` scores (at the model's sample rate, best permutation)")
     p.add_argument("--spectrogram", action="store_true",
-                   help="also write OUT/<stem>_spectrogram.png of the mixture and estimates (needs matplotlib)")
+                   help="also write <stem>_spectrogram.png of the mixture and estimates beside the "
+                        "outputs (needs matplotlib)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or list of written files")
     p.set_defaults(func=cmd_separate)
 
@@ -350,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint file, bundled model name, or NAME[:PRESET] with random weights")
     p.add_argument("--data", required=True, metavar="MANIFEST_OR_DIR",
                    help="manifest (.csv or .json) or folder with mix/, s1/, s2/, …")
-    p.add_argument("--out", required=True, help="output directory (created if missing)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--out", required=True, help="output directory (created if missing; checked before any work)")
+    add_compute_arguments(p)
     p.add_argument("--no-pesq", action="store_true",
                    help="skip PESQ and STOI even when pesq and pystoi are installed (they are slow)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the summary is still printed)")
@@ -390,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-ms", type=float, default=10.0,
                    help="block length in ms, at least one sample and at most 10000 (default: 10)")
     p.add_argument("--out", default="streamed", help="output directory for --input (default: streamed)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for the model (default: 2)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads for the model (default: 1 for blocks up to 40 ms, else the idle cores)")
     p.add_argument("--seconds", type=float, default=30.0, help="--mic duration (default: 30)")
     p.add_argument("--downmix", action="store_true", help="average a multi-channel input to mono")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar for --input")
@@ -407,16 +522,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "  audiomask aec --mic mic.wav --far far.wav --out near.wav --model M --stream --block-ms 10")
     p.add_argument("--mic", required=True, help="microphone recording (near-end speech + echo + noise)")
     p.add_argument("--far", required=True, help="far-end reference: the signal sent to the loudspeaker")
-    p.add_argument("--out", required=True, help="output file for the near-end speech estimate")
+    p.add_argument("--out", help="output file for the near-end speech estimate (default: MIC_near.wav beside "
+                                 "--mic); checked before any work")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=DEFAULT_FORMAT,
+                   help=f"sample format of the outputs (default: {DEFAULT_FORMAT}; FLAC needs pcm16 or pcm24)")
     p.add_argument("--model", default=None,
                    help=f"AEC checkpoint, bundled model or NAME:PRESET with random weights "
-                        f"(default: the bundled {DEFAULT_AEC_MODEL}, when one ships)")
+                        f"(default: the bundled {DEFAULT_AEC_MODEL})")
     p.add_argument("--stream", action="store_true",
                    help="run block by block through the exact stateful stream and print latency and timing")
     p.add_argument("--block-ms", type=float, default=10.0, help="block length for --stream in ms (default: 10)")
     p.add_argument("--all", action="store_true",
                    help="also write the echo and noise estimates as OUT_echo.wav and OUT_noise.wav")
-    p.add_argument("--device", default="cpu", help="torch device for the offline run (default: cpu)")
+    add_compute_arguments(p, "the offline run; --stream always runs on the CPU",
+                          "1 for --stream blocks up to 40 ms")
     p.add_argument("--downmix", action="store_true", help="average multi-channel inputs to mono")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_aec)
@@ -455,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"audiomask: error: {e}", file=sys.stderr)
         return 2
     except AudioError as e:
-        print(f"audiomask: error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("audiomask: interrupted", file=sys.stderr)

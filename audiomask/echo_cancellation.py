@@ -11,10 +11,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from audiomask.audio import AudioError, read_audio, resample, write_audio
+from audiomask.audio import AudioError, read_audio, resample
+from audiomask.outputs import limit_peak, write_outputs
+from audiomask.streaming.blocks import block_samples
 
 
 def check_aec_model(model: torch.nn.Module, label: str = "model") -> None:
@@ -94,28 +97,43 @@ def read_pair(mic_path: str | os.PathLike, far_path: str | os.PathLike, downmix:
     return mic[0], far[0], mic_rate
 
 
+def output_files(mic_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
+                 write_all: bool = False) -> list[Path]:
+    """Where :func:`cancel_echo_files` writes: ``out_path`` (default ``<mic stem>_near.wav``
+    beside the microphone file), then with ``write_all`` ``<stem>_echo`` / ``<stem>_noise``
+    beside it."""
+    mic_path = Path(mic_path)
+    out = Path(out_path) if out_path is not None else mic_path.with_name(f"{mic_path.stem}_near.wav")
+    if not write_all:
+        return [out]
+    return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in ("echo", "noise")]
+
+
 def cancel_echo_files(model: torch.nn.Module, mic_path: str | os.PathLike, far_path: str | os.PathLike,
-                      out_path: str | os.PathLike, stream_block_ms: float | None = None,
-                      write_all: bool = False, downmix: bool = False) -> tuple[list[Path], StreamReport | None]:
-    """Write the near-end estimate of ``mic_path`` to ``out_path`` (and, with ``write_all``,
-    ``<stem>_echo`` / ``<stem>_noise`` beside it), at the input's rate, atomically. With
-    ``stream_block_ms`` the model runs block by block (exact streaming) and a timing report
-    is returned."""
+                      targets: Sequence[str | os.PathLike], stream_block_ms: float | None = None,
+                      downmix: bool = False, subtype: str = "FLOAT"
+                      ) -> tuple[list[Path], StreamReport | None, float]:
+    """Write the near-end estimate of ``mic_path`` to ``targets[0]`` (and the echo and noise
+    estimates to ``targets[1:]``, when given: see :func:`output_files`) at the input's rate,
+    as ``subtype``. With ``stream_block_ms`` the model runs block by block (exact streaming)
+    and a timing report is returned.
+
+    The estimates (masked microphone signals, so at its level already) are scaled down together
+    when one would peak above full scale (:func:`audiomask.outputs.limit_peak`). Returns
+    ``(paths written, report, that factor)``.
+    """
     mic, far, rate = read_pair(mic_path, far_path, downmix)
-    out_path = Path(out_path)
-    if out_path.resolve() in (Path(mic_path).resolve(), Path(far_path).resolve()):
-        raise AudioError(out_path, "is one of the inputs; inputs are never overwritten")
+    targets = [Path(t) for t in targets]
+    inputs = {Path(mic_path).resolve(), Path(far_path).resolve()}
+    if any(t.resolve() in inputs for t in targets):
+        raise AudioError(targets[0], "is one of the inputs; inputs are never overwritten")
     report = None
     if stream_block_ms is None:
         est = cancel_echo(model, mic, far, rate, return_all=True)
     else:
-        block = max(1, round(stream_block_ms * model.sample_rate / 1000))
+        block = block_samples(stream_block_ms, model.sample_rate)
         x = resample(torch.stack([mic, far]), rate, model.sample_rate)
         est, report = cancel_echo_stream(model, x[0], x[1], block, return_all=True)
         est = resample(est, model.sample_rate, rate)[..., : mic.shape[-1]]
-    targets = [out_path]
-    if write_all:
-        targets += [out_path.with_name(f"{out_path.stem}_{kind}{out_path.suffix}") for kind in ("echo", "noise")]
-    for path, wav in zip(targets, est):
-        write_audio(path, wav, rate)
-    return targets, report
+    est, peak_scale = limit_peak(est)
+    return write_outputs(targets, est[: len(targets)], rate, subtype), report, peak_scale

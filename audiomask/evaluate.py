@@ -36,7 +36,7 @@ from audiomask.audio import resample
 from audiomask.fileio import atomic_write_bytes
 from audiomask.metrics import pit, sdr, si_sdr
 
-__all__ = ["evaluate", "score_mixture", "EvaluationError", "EvaluationSummary", "MetricStats", "t_critical",
+__all__ = ["evaluate", "score_mixture", "score_si_sdr", "EvaluationError", "EvaluationSummary", "MetricStats", "t_critical",
            "METRIC_LABELS"]
 
 METRIC_LABELS = {
@@ -260,6 +260,15 @@ def _as_dataset(data: Any, sample_rate: int):
     return data  # any dataset of (mix [T], sources [n_src, T]) at the model's rate
 
 
+def _source_name(dataset: Any, index: int, source: int) -> str:
+    """The file of reference ``source`` of mixture ``index`` when the dataset knows it, else its id."""
+    entries = getattr(dataset, "entries", None)
+    try:
+        return str(entries[index].sources[source])
+    except (TypeError, IndexError, AttributeError):
+        return dataset.utterance_id(index) if hasattr(dataset, "utterance_id") else str(index)
+
+
 def score_mixture(est: torch.Tensor, sources: torch.Tensor, mix: torch.Tensor
                   ) -> tuple[dict[str, float], torch.Tensor]:
     """SI-SDR, SI-SDRi, SDR, SDRi (dB, means over sources) of ``est [n_src, T]`` against
@@ -276,6 +285,35 @@ def score_mixture(est: torch.Tensor, sources: torch.Tensor, mix: torch.Tensor
     scores = {"si_sdr": float(si.mean()), "si_sdri": float((si - si_mix).mean()),
               "sdr": float(sd.mean()), "sdri": float((sd - sd_mix).mean())}
     return scores, est_perm
+
+
+def score_si_sdr(est: torch.Tensor, refs: torch.Tensor, mix: torch.Tensor, eps: float = 1e-8,
+                 chunk: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """SI-SDR (dB) of ``est [n, T]`` against ``refs [n, T]`` after PIT, and of ``mix [T]`` against
+    each reference: ``(matched [n], mixture [n])``, equal to :func:`score_mixture`'s SI-SDR terms
+    (zero-mean, the same ``eps``).
+
+    Memory-light for long recordings: only the signals' Gram matrix is formed, accumulated
+    ``chunk`` samples at a time in float64 (no float64 copy of whole signals)."""
+    n, length = refs.shape
+    rows = [est, refs, mix[None]]
+    gram = torch.zeros(2 * n + 1, 2 * n + 1, dtype=torch.float64)
+    sums = torch.zeros(2 * n + 1, dtype=torch.float64)
+    for start in range(0, length, chunk):
+        y = torch.cat([r[:, start:start + chunk] for r in rows]).double()
+        gram += y @ y.T
+        sums += y.sum(-1)
+    gram -= torch.outer(sums, sums) / length  # zero-mean signals
+    ref_energy = gram.diagonal()[n:2 * n]
+
+    def ratio(dot: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        target = torch.where(ref_energy > 0, dot * dot / ref_energy.clamp_min(1e-300), torch.zeros_like(dot))
+        noise = (energy - target).clamp_min(0.0)
+        return 10 * torch.log10((target + eps) / (noise + eps))
+
+    pairwise = ratio(gram[:n, n:2 * n], gram.diagonal()[:n, None])  # [est i, ref j]
+    _, _, matched = pit(est[None, :, :1], refs[None, :, :1], metric=lambda e, r: pairwise[None])
+    return matched[0], ratio(gram[2 * n, n:2 * n], gram[2 * n, 2 * n])
 
 
 def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
@@ -297,12 +335,17 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
 
     Raises:
         ManifestError / AudioError: bad data (one-line messages naming the file).
-        EvaluationError: the data's source count differs from the model's, or no mixtures.
+        EvaluationError: the data's source count differs from the model's, no mixtures, or a
+            silent (all-zero) reference.
+        AudioError: ``out_dir`` cannot be created or written (checked before any work).
     """
     from tqdm import tqdm
 
     if compute_pesq_stoi not in ("auto", True, False):
         raise ValueError(f"compute_pesq_stoi must be 'auto', True or False, got {compute_pesq_stoi!r}")
+    from audiomask.outputs import check_output_folder
+
+    out = check_output_folder(out_dir)  # a file in its place fails now, not after the whole run
     rate = int(model.sample_rate)
     dataset = _as_dataset(data, rate)
     n_items = len(dataset)
@@ -341,6 +384,10 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
             if sources.shape[0] != model.n_src:
                 raise EvaluationError(f"{uid}: the model separates {model.n_src} sources but the mixture "
                                       f"has {sources.shape[0]} references")
+            silent = [k for k in range(sources.shape[0]) if not bool(sources[k].any())]
+            if silent:
+                raise EvaluationError(f"{_source_name(dataset, i, silent[0])}: reference s{silent[0] + 1} is "
+                                      "silent (all zeros); SI-SDR against it is undefined")
             est = separate(model, mix, rate)
             scores, est_perm = score_mixture(est, sources, mix)
             if fns is not None:
@@ -351,8 +398,6 @@ def evaluate(model: torch.nn.Module, data: Any, out_dir: str | os.PathLike,
         model.train(was_training)
 
     stats = {m: _stats([r[m] for r in rows]) for m in metrics}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     csv_path = out / CSV_NAME
     _write_csv(csv_path, rows, metrics)
     plot_path: Path | None = out / PLOT_NAME

@@ -68,3 +68,56 @@ def mapped_zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tenso
         return torch.zeros(shape, dtype=dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
     return torch.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=dtype, count=count).view(shape)
+
+
+#: streaming blocks up to this long run on one thread: waking a thread team costs more than it saves
+STREAM_ONE_THREAD_MS = 40.0
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def idle_cores() -> int:
+    """Available cores minus the 1-minute load average (rounded), at least 1."""
+    cores = available_cores()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, round(cores - busy)))
+
+
+def choose_threads(requested: int | None = None, work: str = "batch", block_ms: float | None = None) -> int:
+    """The number of PyTorch threads for a job — one policy for every command that computes.
+
+    * ``requested`` (``--threads N``, N >= 1) wins;
+    * else ``OMP_NUM_THREADS``, when set to a positive integer;
+    * ``work="stream"`` with blocks of at most :data:`STREAM_ONE_THREAD_MS` ms: 1 thread (a
+      10 ms block is far too little work to share, and every missed wake-up is a missed deadline);
+    * otherwise (batch work, longer stream blocks): every available core that is idle
+      (:func:`idle_cores`), so a busy machine is not oversubscribed.
+    """
+    if work not in ("batch", "stream"):
+        raise ValueError(f"work must be 'batch' or 'stream', got {work!r}")
+    if requested is not None:
+        if int(requested) < 1:
+            raise ValueError(f"threads must be >= 1, got {requested}")
+        return int(requested)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    if work == "stream" and (block_ms is None or block_ms <= STREAM_ONE_THREAD_MS):
+        return 1
+    return idle_cores()
+
+
+def apply_threads(requested: int | None = None, work: str = "batch", block_ms: float | None = None) -> int:
+    """:func:`choose_threads`, then ``torch.set_num_threads``; returns the count."""
+    n = choose_threads(requested, work, block_ms)
+    torch.set_num_threads(n)
+    return n

@@ -1,15 +1,22 @@
-"""Separation of waveforms and files with any audiomask model."""
+"""Separation of waveforms and files with any audiomask model: :func:`separate` for tensors,
+:func:`separate_file` for files, lists and folders (the one-liner), :func:`separate_planned`
+behind ``audiomask separate``."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
-from audiomask.audio import AudioError, audio_info, check_waveform, read_audio, resample, write_audio
+from audiomask.audio import AudioError, check_waveform, read_audio, resample
+from audiomask.outputs import (DEFAULT_FORMAT, OUTPUT_FORMATS, OutputPlan, expand_inputs, limit_peak,
+                               match_mixture_level, plan_separation, write_outputs)
+
+#: the model ``separate_file`` and ``audiomask separate`` use when none is named
+DEFAULT_MODEL = "convtasnet-mini2mix"
 
 
 CHUNK_MODES = ("auto", "always", "never")
@@ -43,11 +50,15 @@ def separate(model: torch.nn.Module, mix: torch.Tensor, sample_rate: int | None 
         est = separate_chunked(model, x, progress=progress)
     else:
         est = model(x.to(device)).cpu()
-    if rate != model.sample_rate:
-        est = resample(est, model.sample_rate, rate)
-        est = est[..., :length] if est.shape[-1] >= length else torch.nn.functional.pad(
-            est, (0, length - est.shape[-1]))
-    return est
+    return back_to_rate(est, model.sample_rate, rate, length)
+
+
+def back_to_rate(est: torch.Tensor, model_rate: int, rate: int, length: int) -> torch.Tensor:
+    """Estimates at the model's rate → ``[..., length]`` at the input's ``rate``."""
+    if rate == model_rate:
+        return est
+    est = resample(est, model_rate, rate)
+    return est[..., :length] if est.shape[-1] >= length else torch.nn.functional.pad(est, (0, length - est.shape[-1]))
 
 
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike, n_src: int, ext: str = ".wav") -> list[Path]:
@@ -58,53 +69,91 @@ def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike, n_src: int
 
 @dataclass
 class SeparatedFile:
-    """What :func:`separate_file` did: the input, the files written, and the signals at ``sample_rate``
-    (``mixture [T]``, ``estimates [n_src, T]``)."""
+    """One separated input: its path, the files written (none when kept in memory), and the
+    signals at the input's ``sample_rate``: ``mixture [T]`` and ``estimates [n_src, T]`` at the
+    mixture's level (:func:`audiomask.outputs.match_mixture_level`), and the factor the written
+    files were scaled down by to stay under full scale (``peak_scale``, 1.0 when they were not).
+    ``model_estimates``: the model's output at its own rate, before resampling and scaling (what
+    :mod:`audiomask.evaluate` scores)."""
 
     input: Path
     paths: list[Path]
     mixture: torch.Tensor
     estimates: torch.Tensor
     sample_rate: int
+    model_estimates: torch.Tensor
+    peak_scale: float = 1.0
 
 
-def separate_file(model: torch.nn.Module, path: str | os.PathLike, out_dir: str | os.PathLike,
-                  downmix: bool = False, ext: str = ".wav", chunk: str = "auto",
-                  progress: bool = False) -> SeparatedFile:
-    """Separate one file; write one file per source at the input's sample rate.
-
-    Nothing is written when reading or separating fails; if writing one source fails,
-    the sources already written for this input are removed, so an input has all its
-    outputs or none.
-    """
-    info = audio_info(path)
+def separate_one(model: torch.nn.Module, path: str | os.PathLike, downmix: bool = False, chunk: str = "auto",
+                 progress: bool = False) -> SeparatedFile:
+    """Read and separate one file (nothing written); estimates at the mixture's level."""
     wav, rate = read_audio(path, channels=1, downmix=downmix)
-    est = separate(model, wav[0], rate, chunk=chunk, progress=progress)
-    targets = output_paths(path, out_dir, est.shape[0], ext)
-    if any(t.resolve() == Path(path).resolve() for t in targets):
-        raise AudioError(path, "an output would overwrite the input; choose another --out")
-    written: list[Path] = []
-    try:
-        for target, source in zip(targets, est):
-            written.append(write_audio(target, source, info.sample_rate))
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
-    return SeparatedFile(Path(path), written, wav[0], est, rate)
+    at_model_rate = separate(model, resample(wav[0], rate, model.sample_rate), model.sample_rate,
+                             chunk=chunk, progress=progress)
+    est = back_to_rate(at_model_rate, model.sample_rate, rate, wav.shape[-1])
+    est, _ = match_mixture_level(est, wav[0])
+    return SeparatedFile(Path(path), [], wav[0], est, rate, at_model_rate)
 
 
-def separate_files(model: torch.nn.Module, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                   downmix: bool = False, progress: bool = True, chunk: str = "auto"
-                   ) -> tuple[list[SeparatedFile], list[str]]:
-    """Separate many files; returns (one result per separated input, one-line error messages
-    of the inputs that failed)."""
+def separate_planned(model: torch.nn.Module, plans: Sequence[OutputPlan], subtype: str = "FLOAT",
+                     downmix: bool = False, chunk: str = "auto", progress: bool = False
+                     ) -> Iterator[SeparatedFile | AudioError]:
+    """Separate each planned input (:func:`audiomask.outputs.plan_separation`) and write its
+    sources (all or none per input); yields its :class:`SeparatedFile`, or the
+    :class:`AudioError` that stopped it, input by input, so one bad input never stops the others.
+
+    ``progress``: one bar on stderr — over files when there are several, else over the
+    windows of a chunked input."""
     from tqdm import tqdm
 
-    written, errors = [], []
-    for path in tqdm(paths, desc="separating", unit="file", disable=not progress or len(paths) < 2):
+    many = len(plans) > 1
+    for plan in tqdm(plans, desc="separating", unit="file", disable=not progress or not many):
         try:
-            written.append(separate_file(model, path, out_dir, downmix, chunk=chunk, progress=progress))
+            result = separate_one(model, plan.input, downmix, chunk, progress and not many)
+            limited, result.peak_scale = limit_peak(result.estimates)
+            result.paths = write_outputs(plan.targets, limited, result.sample_rate, subtype)
         except AudioError as e:
-            errors.append(str(e))
-    return written, errors
+            yield e
+            continue
+        yield result
+
+
+def separate_file(source: str | os.PathLike | Sequence[str | os.PathLike], model: str | torch.nn.Module = DEFAULT_MODEL,
+                  out: str | os.PathLike | None = None, *, overwrite: bool = False, downmix: bool = False,
+                  chunk: str = "auto", format: str = DEFAULT_FORMAT, device: str | None = None):
+    """Separate a file, a list of files or a folder (its audio files, sorted).
+
+    ``model``: a model, a bundled model name or a checkpoint path. With ``out=None`` nothing
+    is written: one file gives its estimates ``[n_src, T]`` at the file's sample rate and at
+    the mixture's level, a list or a folder gives a list of them, in order. With ``out`` (a
+    folder, created if missing) the sources are written there as ``<stem>_s1.wav`` … in
+    ``format`` (:data:`audiomask.outputs.OUTPUT_FORMATS`) and the paths written are returned
+    (a list per input for a list or a folder). Outputs never overwrite an input or (unless
+    ``overwrite``) an existing file: such a problem raises :class:`AudioError` before any work.
+    """
+    from audiomask.models.checkpoint import load_model
+
+    if format not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be one of {sorted(OUTPUT_FORMATS)}, got {format!r}")
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, device=device or "cpu")
+    elif device is not None:
+        model = model.to(device)
+    model.eval()
+    single = isinstance(source, (str, os.PathLike)) and not Path(source).is_dir()
+    paths, errors, _ = expand_inputs([source] if isinstance(source, (str, os.PathLike)) else source)
+    if errors:
+        raise AudioError(None, errors[0])
+    if out is None:
+        results = [separate_one(model, p, downmix, chunk).estimates for p in paths]
+    else:
+        plans, errors = plan_separation(paths, out, model.n_src, overwrite)
+        if errors:
+            raise AudioError(None, errors[0])
+        results = []
+        for result in separate_planned(model, plans, OUTPUT_FORMATS[format], downmix, chunk):
+            if isinstance(result, AudioError):
+                raise result
+            results.append(result.paths)
+    return results[0] if single else results
