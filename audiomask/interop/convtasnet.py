@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
-from audiomask.models.checkpoint import CheckpointError, check_state_dict
+from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict
 from audiomask.models.convtasnet import ConvTasNet
 
 # Asteroid's norm names → audiomask's (Asteroid's "cLN" is channel-wise, "cgLN" cumulative).
@@ -79,7 +79,7 @@ def _finish(inferred: dict[str, Any], state: dict[str, torch.Tensor], preset: st
         values["n_repeats"] = max(1, total // overrides["n_blocks"])
     if values.get("causal") and values.get("norm", "gLN") == "gLN" and "norm" not in overrides:
         values["norm"] = "cLN"
-    model = ConvTasNet(ConvTasNet.make_config(preset, **values))
+    model = build_checked(ConvTasNet, values, source, preset)
     check_state_dict(model, state, source)
     model.load_state_dict(state)
     return model.eval()
