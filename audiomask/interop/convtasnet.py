@@ -120,6 +120,8 @@ def from_asteroid_convtasnet(state_dict: Mapping[str, Any], preset: str | None =
     for name in ASTEROID_ARGS:
         if name in args and args[name] is not None:
             cfg[name] = args[name]
+    if isinstance(cfg.get("sample_rate"), float) and cfg["sample_rate"].is_integer():
+        cfg["sample_rate"] = int(cfg["sample_rate"])  # Asteroid keeps the rate as a float (8000.0)
     if "norm_type" in args:
         if args["norm_type"] not in ASTEROID_NORMS:
             raise CheckpointError(f"asteroid-convtasnet: norm {args['norm_type']!r} has no audiomask equivalent")
