@@ -302,3 +302,68 @@ def test_list_published_and_descriptions(capsys):
     text = capsys.readouterr().out
     assert "Conv-TasNet: learned filterbank" in text and re.search(r"convtasnet-mini2mix\s+convtasnet, 8 kHz; "
                                                                    r"validation SI-SDRi \d+\.\d+ dB", text)
+
+
+def test_asteroid_package_written_as_asteroid_does_and_read_back_by_asteroid(tmp_path):
+    """The package dict of BaseModel.serialize (without its pytorch_lightning import): Asteroid's
+    own from_pretrained reads the file, and audiomask's output equals Asteroid's."""
+    from conftest import require_peer
+
+    asteroid = require_peer("asteroid")
+    torch.manual_seed(6)
+    peer = asteroid.models.ConvTasNet(n_src=2, n_filters=64, kernel_size=16, n_blocks=3, n_repeats=2,
+                                      bn_chan=32, hid_chan=64, skip_chan=32, sample_rate=8000).eval()
+    package = {"model_name": type(peer).__name__, "state_dict": peer.get_state_dict(),
+               "model_args": peer.get_model_args(), "infos": {"software_versions": {}}}
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(package, path)
+    again = asteroid.models.ConvTasNet.from_pretrained(str(path)).eval()
+    x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ours = audiomask.load(path)(x)
+        assert torch.allclose(ours, peer(x), atol=1e-5) and torch.allclose(again(x), peer(x))
+
+
+def _naplab(folder):
+    state = reference_state_dict("convtasnet_naplab.keys.txt", seed=8)
+    folder.mkdir(parents=True)
+    torch.save(state, folder / "final.pth.tar")
+    return folder / "final.pth.tar", convert("naplab-convtasnet", state)
+
+
+def _modelscope_combined(folder):
+    ms_folder, source = _modelscope_release(folder)
+    parts = {p: torch.load(ms_folder / f"{p}.bin", weights_only=True) for p in ("encoder", "decoder", "masknet")}
+    combined = {f"{'mask_net' if p == 'masknet' else p}.{k}": v for p, sd in parts.items() for k, v in sd.items()}
+    for p in ("encoder", "decoder", "masknet"):
+        (ms_folder / f"{p}.bin").unlink()
+    torch.save(combined, ms_folder / "pytorch_model.bin")
+    return ms_folder / "pytorch_model.bin", source
+
+
+def _look2hear_package(folder):
+    weights, source = _tiger_release(folder)
+    config = json.loads((weights.parent / "config.json").read_text())
+    from safetensors.torch import load_file
+
+    state = {"audio_model." + k: v for k, v in load_file(weights).items()}  # Lightning's module prefix
+    path = folder / "tiger_package.pth"
+    torch.save({"model_name": "TIGER", "state_dict": state, "model_args": config}, path)
+    (weights.parent / "config.json").unlink()
+    return path, source
+
+
+def _asteroid_bare_dataparallel(folder):
+    state = reference_state_dict("convtasnet_asteroid.keys.txt", seed=9)
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, folder / "best.ckpt")
+    return folder / "best.ckpt", convert("asteroid-convtasnet", state)
+
+
+@pytest.mark.parametrize("make", [_naplab, _modelscope_combined, _look2hear_package, _asteroid_bare_dataparallel],
+                         ids=["naplab", "modelscope-combined", "look2hear-package", "asteroid-module-prefix"])
+def test_other_published_layouts(tmp_path, make):
+    path, source = make(tmp_path / "release")
+    x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        assert torch.equal(audiomask.load(path)(x), source(x))

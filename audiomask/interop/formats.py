@@ -25,11 +25,13 @@ Layouts (and where each was read from):
   ``model`` section of the configuration holds its keyword arguments ``num_spks``,
   ``group_size``, ``causal`` …); a combined ``pytorch_model.bin`` with the configuration beside
   it is read too.
-* ``look2hear-tiger`` — look2hear TIGER (``JusperLee/TIGER-speech``): ``model.safetensors`` (or
-  ``pytorch_model.bin``) with the ``config.json`` that huggingface_hub's ``PyTorchModelHubMixin``
-  writes beside it (the model's ``__init__`` arguments: ``num_blocks`` = FFI iterations,
-  ``sample_rate``, ``win``, ``stride`` …); also look2hear's ``serialize`` package
-  (``model_name``/``model_args``/``state_dict``) and Lightning checkpoints (``audio_model.``).
+* ``look2hear-tiger`` — look2hear TIGER (``JusperLee/TIGER-speech``): look2hear's ``BaseModel``
+  is a huggingface_hub ``PyTorchModelHubMixin`` (``look2hear/models/base_model.py``), read with
+  ``TIGER.from_pretrained``: ``model.safetensors`` (``pytorch_model.bin`` with older hub
+  versions) and the ``config.json`` of the model's ``__init__`` arguments (``num_blocks`` = FFI
+  iterations, ``sample_rate``, ``win``, ``stride``, ``out_channels`` …); also ``serialize``'s
+  package (``model_name``/``model_args``/``state_dict``) and Lightning checkpoints, whose keys
+  start with ``audio_model.`` (``BaseModel.load_state_dict_in_audio``).
 * ``naplab-convtasnet`` — the Conv-TasNet authors' ``TasNet`` state_dict.
 """
 
