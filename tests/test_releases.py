@@ -367,3 +367,35 @@ def test_other_published_layouts(tmp_path, make):
     x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
         assert torch.equal(audiomask.load(path)(x), source(x))
+
+
+def test_release_reader_fuzz(tmp_path):
+    """Packages with random shapes, random model_args values and random bytes: each loads or
+    gives one CheckpointError line naming the file, never another exception."""
+    import random
+
+    rng = random.Random(1)
+    release, _ = _asteroid_release(tmp_path / "a")
+    package = torch.load(release, weights_only=True)
+    keys = list(package["state_dict"])
+    values = [None, True, -1, 0, 3, 10**9, 0.5, float("nan"), "x", "cLN", [], {}, [1, 2]]
+    shapes = [(), (0,), (3,), (0, 1, 16), (2, 2), (512, 1, 16, 1), (1,)]
+    failures = 0
+    for i in range(60):
+        path = tmp_path / f"case{i}.bin"
+        if i % 3 == 0:
+            path.write_bytes(rng.randbytes(rng.randrange(0, 400)))
+        else:
+            state = dict(package["state_dict"])
+            for key in rng.sample(keys, rng.randrange(1, 4)):
+                state[key] = torch.zeros(rng.choice(shapes))
+            args = dict(package["model_args"])
+            for _ in range(rng.randrange(0, 3)):
+                args[rng.choice(list(args))] = rng.choice(values)
+            torch.save({**package, "state_dict": state, "model_args": args}, path)
+        try:
+            audiomask.load(path)  # a mutation can leave a valid model (a PReLU weight of shape (1,))
+        except CheckpointError as e:
+            assert str(e).startswith(str(path)) and "\n" not in str(e), str(e)
+            failures += 1
+    assert failures >= 50

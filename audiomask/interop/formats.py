@@ -57,6 +57,8 @@ _MARKERS = [
     ("look2hear-tiger", "BN.0.0.weight"),
 ]
 _WRAPPERS = ("module.", "model.", "audio_model.")
+# What the converters raise on tensors or values of a shape or type no release has.
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, RuntimeError, AttributeError)
 _MODELSCOPE_PARTS = ("encoder.bin", "decoder.bin", "masknet.bin")
 # look2hear TIGER __init__ arguments → audiomask config fields (sizes are read from the shapes).
 _TIGER_ARGS = {"num_blocks": "n_iter", "sample_rate": "sample_rate", "win": "win", "stride": "hop"}
@@ -84,8 +86,8 @@ def read_release(path: str | Path, **overrides: Any) -> tuple[torch.nn.Module, d
         model, fmt, license_text = _convert_object(obj, path, overrides)
     except CheckpointError as e:
         raise CheckpointError(_named(path, e)) from None
-    except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from None
+    except _MALFORMED as e:  # shapes or values no release has (a tensor of the wrong rank, …)
+        raise CheckpointError(f"{path}: malformed checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     provenance["source_format"] = fmt
     if license_text:
         provenance["license"] = license_text
@@ -230,8 +232,8 @@ def _modelscope_folder(folder: Path, forced: dict[str, Any]) -> tuple[torch.nn.M
         model = convert("modelscope-mossformer", parts, **values)
     except CheckpointError as e:
         raise CheckpointError(_named(folder, e)) from None
-    except ValueError as e:
-        raise CheckpointError(f"{folder}: {e}") from None
+    except _MALFORMED as e:
+        raise CheckpointError(f"{folder}: malformed checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     return model, {"source_format": "modelscope-mossformer", "origin": str(folder.resolve())}
 
 
