@@ -299,7 +299,7 @@ def cmd_aec(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from audiomask.models.checkpoint import pretrained_models, read_metadata
-    from audiomask.models.registry import describe_model, list_models
+    from audiomask.models.registry import describe_model, describe_preset, list_models
 
     if args.published:
         from audiomask.published import RELEASES
@@ -315,7 +315,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("architectures (NAME:PRESET):")
     for name, presets in list_models().items():
         print(f"  {name:<14} {describe_model(name)}")
-        print(f"  {'':<14} presets: {', '.join(presets)}")
+        for preset in presets:
+            print(f"    {name + ':' + preset:<26} {describe_preset(name, preset)}")
     bundled = pretrained_models()
     print("bundled trained models:" if bundled else "bundled trained models: none")
     for name, path in bundled.items():

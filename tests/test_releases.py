@@ -302,6 +302,14 @@ def test_list_published_and_descriptions(capsys):
     text = capsys.readouterr().out
     assert "Conv-TasNet: learned filterbank" in text and re.search(r"convtasnet-mini2mix\s+convtasnet, 8 kHz; "
                                                                    r"validation SI-SDRi \d+\.\d+ dB", text)
+    assert re.search(r"convtasnet:paper-causal\s+8 kHz; causal; the paper's configuration", text)
+    assert re.search(r"tiger:small\s+16 kHz; n_iter=4", text)
+
+
+def test_convert_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["convert", "--help"])
+    assert e.value.code == 0 and "--overwrite" in capsys.readouterr().out
 
 
 def test_asteroid_package_written_as_asteroid_does_and_read_back_by_asteroid(tmp_path):

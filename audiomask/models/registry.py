@@ -56,6 +56,20 @@ def describe_model(name: str) -> str:
     return " ".join(doc.split("\n\n")[0].split()).split(". ")[0].rstrip(".")
 
 
+def describe_preset(name: str, preset: str) -> str:
+    """One line for preset ``preset`` of model ``name``: sample rate, causality and the fields it
+    sets (the paper's configuration when it sets none)."""
+    cls = get_model_class(name)
+    config = cls.make_config(preset)
+    sizes = {k: v for k, v in cls.presets[preset].items() if k not in ("sample_rate", "causal", "norm")}
+    parts = [f"{config.sample_rate / 1000:g} kHz"]
+    if hasattr(config, "causal"):
+        parts.append("causal" if config.causal else "offline")
+    parts.append(", ".join(f"{k}={v}" for k, v in sizes.items()) if sizes else "the paper's configuration"
+                 if preset.startswith("paper") else "defaults")
+    return "; ".join(parts)
+
+
 def list_models() -> dict[str, list[str]]:
     """``{model name: [preset names]}`` of every registered model."""
     _import_all()
