@@ -3,7 +3,9 @@ peer toolkits: where to get them, what they are for, and what the papers report.
 
 Each :class:`Release` names its hub repository (``hf:OWNER/REPO`` loads it, see
 :mod:`audiomask.hub`) or the page to download it from by hand, the files of its layout (read
-by :mod:`audiomask.interop.formats`), and the licence its model card states.
+by :mod:`audiomask.interop.formats`), and the licence its model card states (recorded when
+the entry was written: the card is authoritative; a licence stored in the file itself, like
+Asteroid's ``license_note``, is what ``audiomask info`` shows for that file).
 """
 
 from __future__ import annotations

@@ -407,3 +407,13 @@ def test_release_reader_fuzz(tmp_path):
             assert str(e).startswith(str(path)) and "\n" not in str(e), str(e)
             failures += 1
     assert failures >= 50
+
+
+def test_import_and_cli_list_never_touch_the_hub():
+    import subprocess
+
+    code = ("import sys, audiomask, audiomask.loading, audiomask.published; "
+            "from audiomask.cli import main; main(['list', '--published']); "
+            "print('huggingface_hub' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "False"
