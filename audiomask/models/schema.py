@@ -92,7 +92,7 @@ def config_problems(cls: type, values: dict[str, Any]) -> list[str]:
         return [f"config: {e}"]
     n = estimated_params(cls, config)
     if n > MAX_PARAMS:
-        problems.append(f"config: describes {n:,} parameters, above the limit of {MAX_PARAMS:,}")
+        problems.append(f"parameters: the config describes {n:,}, above the limit of {MAX_PARAMS:,}")
     return problems
 
 
