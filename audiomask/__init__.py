@@ -10,7 +10,7 @@ from audiomask.models import (  # noqa: E402
     build,
     list_models,
 )
-from audiomask.models import load_model as load  # noqa: E402
+from audiomask.loading import load  # noqa: E402
 from audiomask.runtime import tune_allocator  # noqa: E402
 from audiomask.separation import separate, separate_file  # noqa: E402
 from audiomask.streaming import Stream  # noqa: E402

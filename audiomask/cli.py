@@ -25,16 +25,23 @@ class CLIError(Exception):
 
 
 def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
-    """``--model`` value → model: a checkpoint path, a bundled model name, or
+    """``--model`` value → model: a checkpoint path (audiomask's, or a released file of another
+    toolkit as published), a bundled model name, ``hf:OWNER/REPO`` of a known release, or
     ``NAME[:PRESET]`` from the registry (random weights — for tests and benchmarks)."""
-    from audiomask.models.checkpoint import CheckpointError, load_model, pretrained_models
+    return load_model_arg_with_provenance(spec, device)[0]
+
+
+def load_model_arg_with_provenance(spec: str, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, str]]:
+    """:func:`load_model_arg` and where the weights came from (empty for random weights)."""
+    from audiomask.loading import HUB_PREFIX, load_with_provenance
+    from audiomask.models.checkpoint import CheckpointError, pretrained_models
     from audiomask.models.registry import build, list_models
 
     check_device(device)
     path = Path(spec)
-    if path.is_file() or spec in pretrained_models():
+    if path.exists() or spec in pretrained_models() or spec.startswith(HUB_PREFIX):
         try:
-            return load_model(spec, device=device)
+            return load_with_provenance(spec, device=device)
         except CheckpointError as e:
             raise CLIError(str(e)) from None
     name, _, preset = spec.partition(":")
@@ -44,7 +51,7 @@ def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
         except ValueError as e:
             raise CLIError(str(e)) from None
         print(f"audiomask: warning: {spec} has random weights (no checkpoint given)", file=sys.stderr)
-        return model.to(device).eval()
+        return model.to(device).eval(), {}
     if path.suffix or "/" in spec:
         raise CLIError(f"{spec}: checkpoint not found")
     known = sorted(pretrained_models()) + sorted(list_models())
@@ -184,7 +191,9 @@ def score_against_references(result, ref_paths: Sequence[str], rate: int) -> str
 def cmd_info(args: argparse.Namespace) -> int:
     from audiomask.models.checkpoint import describe
 
-    summary = describe(load_model_arg(args.model))
+    model, stored = load_model_arg_with_provenance(args.model)
+    summary = describe(model)
+    summary["metadata"] = {k: v for k, v in sorted(stored.items()) if k not in _INFO_HIDDEN}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -198,9 +207,44 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("receptive field  unbounded (every output sample depends on the whole input)")
     else:
         print(f"receptive field  {rf} samples ({1000 * rf / summary['sample_rate']:.1f} ms)")
+    if summary["metadata"]:
+        print("stored metadata (provenance, training, validation)")
+        for key, value in summary["metadata"].items():
+            print(f"  {key:<20} {value}")
     print("config")
     for key, value in summary["config"].items():
         print(f"  {key:<20} {value}")
+    return 0
+
+
+# Metadata fields `info` does not repeat (shown above or structural).
+_INFO_HIDDEN = {"config", "model", "sample_rate", "format"}
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from audiomask.models.checkpoint import save_model
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise CLIError(f"--out {out}: the native checkpoint is a .safetensors file")
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"--out {out}: exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise CLIError(f"--out {out}: is a folder")
+    model, provenance = load_model_arg_with_provenance(args.source)
+    if not provenance:
+        raise CLIError(f"{args.source}: random weights; give a checkpoint file, folder or hf:OWNER/REPO")
+    from audiomask import __version__
+
+    keep = {k: v for k, v in provenance.items() if k not in _INFO_HIDDEN | {"format_version", "audiomask_version"}}
+    keep.setdefault("source_format", "audiomask")
+    keep["converted_by"] = f"audiomask {__version__}"
+    try:
+        save_model(model, out, metadata=keep)
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    if not args.quiet:
+        print(out)
     return 0
 
 
@@ -362,16 +406,32 @@ def cmd_aec(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from audiomask.models.checkpoint import pretrained_models
-    from audiomask.models.registry import list_models
+    from audiomask.models.checkpoint import pretrained_models, read_metadata
+    from audiomask.models.registry import describe_model, describe_preset, list_models
 
+    if args.published:
+        from audiomask.published import RELEASES
+
+        print("published releases (audiomask separate --model FILE_OR_FOLDER_OR_hf:REPO mix.wav --out DIR):")
+        for r in RELEASES:
+            where = f"hf:{r.hub_id}" if r.hub_id else r.page
+            print(f"  {r.name:<34} {where}")
+            print(f"  {'':<34} {r.task}; {r.sample_rate // 1000} kHz; format {r.format}; files "
+                  f"{', '.join(r.files)}; licence {r.license}"
+                  + (f"; {r.paper_result}" if r.paper_result else ""))
+        return 0
     print("architectures (NAME:PRESET):")
     for name, presets in list_models().items():
-        print(f"  {name:<14} presets: {', '.join(presets)}")
+        print(f"  {name:<14} {describe_model(name)}")
+        for preset in presets:
+            print(f"    {name + ':' + preset:<26} {describe_preset(name, preset)}")
     bundled = pretrained_models()
     print("bundled trained models:" if bundled else "bundled trained models: none")
     for name, path in bundled.items():
-        print(f"  {name:<14} {path}")
+        meta = read_metadata(path)
+        quality = f"validation SI-SDRi {meta['valid_si_sdri']} dB; " if "valid_si_sdri" in meta else ""
+        print(f"  {name:<28} {meta['model']}, {int(meta['sample_rate']) // 1000} kHz; {quality}{path}")
+    print("published releases of other toolkits: audiomask list --published")
     return 0
 
 
@@ -414,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IN",
                    help="audio files (wav, flac, ogg, aiff, …) or folders (their audio files, sorted)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="checkpoint file, bundled model name, or NAME[:PRESET] with random weights "
-                        f"(default: {DEFAULT_MODEL})")
+                   help="checkpoint file (audiomask's or a published release), bundled model name, "
+                        f"hf:OWNER/REPO, or NAME[:PRESET] with random weights (default: {DEFAULT_MODEL})")
     p.add_argument("--out", help="output folder (created if missing; default: beside each input)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=DEFAULT_FORMAT,
@@ -435,12 +495,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or list of written files")
     p.set_defaults(func=cmd_separate)
 
-    p = sub.add_parser("info", help="describe a model: config, parameters, sample rate, causality",
+    p = sub.add_parser("info", help="describe a model: config, parameters, sample rate, provenance",
                        description="Print a model's configuration, parameter count, sample rate, "
-                                   "number of sources, causality and receptive field.")
-    p.add_argument("model", metavar="MODEL", help="checkpoint file, bundled model name or NAME[:PRESET]")
+                                   "number of sources, causality and receptive field, and the metadata "
+                                   "stored with it (provenance of converted releases; training data, steps "
+                                   "and validation SI-SDRi of bundled models).")
+    p.add_argument("model", metavar="MODEL",
+                   help="checkpoint file or release folder, bundled model name, hf:OWNER/REPO or NAME[:PRESET]")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="write a released checkpoint of another toolkit as an audiomask file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Read a released checkpoint as published (Asteroid package, ClearerVoice "
+                                   "MossFormer2, ModelScope\nMossFormer folder, look2hear TIGER with its "
+                                   "config.json, naplab Conv-TasNet; see `audiomask list\n--published`) and write "
+                                   "one native .safetensors file: weights, config, sample rate and\nprovenance "
+                                   "(source format, origin, licence where the release states one).",
+                       epilog="examples:\n"
+                              "  audiomask convert MossFormer2_SS_16K/ --out mossformer2-16k.safetensors\n"
+                              "  audiomask convert pytorch_model.bin --out convtasnet-libri2mix.safetensors\n"
+                              "  audiomask convert hf:JusperLee/TIGER-speech --out tiger.safetensors")
+    p.add_argument("source", metavar="SRC", help="released file or folder, or hf:OWNER/REPO")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("evaluate", help="score a model on mixtures with reference sources (SI-SDRi, SDRi, …)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -541,9 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_aec)
 
-    p = sub.add_parser("list", help="list architectures, presets and bundled models",
-                       description="List the registered architectures with their presets, and the "
-                                   "trained models bundled with the package.")
+    p = sub.add_parser("list", help="list architectures, presets, bundled and published models",
+                       description="List the registered architectures with their presets, the trained "
+                                   "models bundled with the package, or (--published) the released "
+                                   "checkpoints of other toolkits that load as they are.")
+    p.add_argument("--published", action="store_true",
+                   help="list known releases: hub id, files, format, sample rate, task, licence, paper result")
     p.set_defaults(func=cmd_list)
 
     from audiomask.recipes.cli import add_prepare_parser  # corpus list and layouts live with the preparers

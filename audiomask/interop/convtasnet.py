@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
-from audiomask.models.checkpoint import CheckpointError, check_state_dict
+from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict
 from audiomask.models.convtasnet import ConvTasNet
 
 # Asteroid's norm names → audiomask's (Asteroid's "cLN" is channel-wise, "cgLN" cumulative).
@@ -79,7 +79,7 @@ def _finish(inferred: dict[str, Any], state: dict[str, torch.Tensor], preset: st
         values["n_repeats"] = max(1, total // overrides["n_blocks"])
     if values.get("causal") and values.get("norm", "gLN") == "gLN" and "norm" not in overrides:
         values["norm"] = "cLN"
-    model = ConvTasNet(ConvTasNet.make_config(preset, **values))
+    model = build_checked(ConvTasNet, values, source, preset)
     check_state_dict(model, state, source)
     model.load_state_dict(state)
     return model.eval()
@@ -120,6 +120,8 @@ def from_asteroid_convtasnet(state_dict: Mapping[str, Any], preset: str | None =
     for name in ASTEROID_ARGS:
         if name in args and args[name] is not None:
             cfg[name] = args[name]
+    if isinstance(cfg.get("sample_rate"), float) and cfg["sample_rate"].is_integer():
+        cfg["sample_rate"] = int(cfg["sample_rate"])  # Asteroid keeps the rate as a float (8000.0)
     if "norm_type" in args:
         if args["norm_type"] not in ASTEROID_NORMS:
             raise CheckpointError(f"asteroid-convtasnet: norm {args['norm_type']!r} has no audiomask equivalent")

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import torch
 
 from audiomask.interop.convtasnet import unwrap_state_dict
-from audiomask.models.checkpoint import CheckpointError, check_state_dict, state_dict_problems
+from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict, state_dict_problems
 from audiomask.models.mossformer import MossFormer, MossFormer2
 
 # (authors' key, audiomask key, reshape). Placeholders: {i} layer, {k} the authors' 1-based
@@ -248,7 +248,7 @@ def _build(cls: type[MossFormer], inferred: dict[str, Any], preset: str | None,
     values = {**inferred, **overrides}
     if values.get("causal") and "norm" not in overrides:
         values["norm"] = "cLN"
-    return cls(cls.make_config(preset, **values))
+    return build_checked(cls, values, cls.name, preset)
 
 
 def from_modelscope_mossformer(state_dict: Mapping[str, Any], preset: str | None = None,

@@ -30,7 +30,7 @@ import torch
 
 from audiomask.interop.convtasnet import unwrap_state_dict
 from audiomask.maskers.tiger import band_widths
-from audiomask.models.checkpoint import CheckpointError, check_state_dict, state_dict_problems
+from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict, state_dict_problems
 from audiomask.models.tiger import TIGER
 
 SOURCE = "look2hear-tiger"
@@ -135,7 +135,7 @@ def from_look2hear_tiger(state_dict: Mapping[str, Any], preset: str | None = Non
     inferred = _inferred_config(state)
     widths = inferred.pop("_widths")
     values = {"sample_rate": 16000, **inferred, **overrides}
-    model = TIGER(TIGER.make_config(preset, **values))
+    model = build_checked(TIGER, values, SOURCE, preset)
     expected = band_widths(model.config.sample_rate, model.config.win)
     if 0 not in widths and widths != expected:  # a missing band is reported by name below
         raise CheckpointError(

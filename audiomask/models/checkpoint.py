@@ -1,5 +1,7 @@
 """Checkpoints: one safetensors file with the weights and, as metadata, the model name,
-its config (JSON) and sample rate. Loading never unpickles anything."""
+its config (JSON) and sample rate. Loading never unpickles anything, checks the config
+against :mod:`audiomask.models.schema` before building the model, and refuses
+mis-shaped or non-finite weights."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from audiomask.fileio import atomic_target
 from audiomask.models.registry import get_model_class
+from audiomask.models.schema import config_problems
 
 FORMAT = "audiomask"
 FORMAT_VERSION = "1"
@@ -51,37 +54,86 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
+    meta = safetensors_metadata(path)
+    if meta is None:
+        raise CheckpointError(f"{path}: not a safetensors checkpoint")
     if meta.get("format") != FORMAT or "model" not in meta or "config" not in meta:
         raise CheckpointError(f"{path}: safetensors file without audiomask metadata (model, config)")
     return meta
 
 
+def safetensors_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata of a safetensors file (``{}`` when it has none), ``None`` when ``path`` is
+    not a readable safetensors file."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # safetensors raises SafetensorError, OSError, ValueError … on bad headers
+        return None
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild the model saved at ``path`` (or the bundled pretrained model of that name)."""
+    """Rebuild the model saved at ``path`` (or the bundled pretrained model of that name).
+
+    The config is validated (types, ranges, parameter count) before the model is built; a
+    missing, unexpected, mis-shaped or non-finite tensor raises :class:`CheckpointError`."""
     path = resolve_model_path(path)
     meta = read_metadata(path)
-    cls = get_model_class(meta["model"])
     try:
-        config = cls.make_config(None, **json.loads(meta["config"]))
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: bad config ({e})") from None
-    model = cls(config)
-    state = load_file(str(path), device=str(device))
+        cls = get_model_class(meta["model"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: model: {e}") from None
+    try:
+        values = json.loads(meta["config"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: config: not valid JSON ({e})") from None
+    model = build_checked(cls, values, str(path))
+    if model.sample_rate != _int_or_none(meta.get("sample_rate", str(model.sample_rate))):
+        raise CheckpointError(f"{path}: sample_rate: metadata says {meta.get('sample_rate')!r}, "
+                              f"the config {model.sample_rate}")
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # a header that lies about offsets, a truncated file
+        raise CheckpointError(f"{path}: cannot read the tensors ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     check_state_dict(model, state, source=str(path))
     model.load_state_dict(state)
     return model.to(device).eval()
 
 
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def build_checked(cls: type, values: dict[str, Any], source: str, preset: str | None = None) -> torch.nn.Module:
+    """``cls(config)`` for config ``values`` (over ``preset``'s) read from ``source``, after
+    checking every field and the parameter count (:func:`audiomask.models.schema.config_problems`):
+    each problem is named, on one line, before anything is allocated."""
+    if preset is not None:
+        if preset not in cls.presets:
+            raise CheckpointError(f"{source}: {cls.name} has no preset {preset!r}; choose one of {sorted(cls.presets)}")
+        values = {**cls.presets[preset], **values}
+    problems = config_problems(cls, values)
+    if problems:
+        raise CheckpointError(f"{source}: bad {cls.name} config: " + "; ".join(problems))
+    try:
+        return cls(cls.make_config(None, **values))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{source}: bad {cls.name} config ({e})") from None
+
+
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`CheckpointError` naming every missing, unexpected or mis-shaped tensor."""
+    """Raise :class:`CheckpointError` naming every missing, unexpected or mis-shaped tensor,
+    or the first tensors holding NaN or infinite values."""
     problems = state_dict_problems({k: v.shape for k, v in model.state_dict().items()}, state)
     if problems:
         raise CheckpointError(f"{source}: state_dict does not fit {model.name}: " + "; ".join(problems))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: non-finite weights (NaN or Inf) in {bad[:3]}"
+                              f"{' …' if len(bad) > 3 else ''} ({len(bad)} tensors)")
 
 
 def state_dict_problems(expected: Mapping[str, Sequence[int]], state: Mapping[str, torch.Tensor]) -> list[str]:
