@@ -34,7 +34,7 @@ from websockets.sync.client import connect
 import audiomask
 from audiomask.serve import create_app
 from audiomask.serve.audio_bytes import decode_audio, looks_like_audio
-from audiomask.serve.cli import uvicorn_config
+from audiomask.serve.server import uvicorn_config
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "egs" / "quickstart" / "mix.wav"
 
@@ -313,9 +313,12 @@ def test_create_app_refuses_echo_cancellers():
         create_app(audiomask.load("d3net-aec-small"))
 
 
-@pytest.mark.parametrize("kwargs", [{"read_timeout": 0}, {"idle_timeout": float("nan")}, {"max_bytes": -1}])
-def test_create_app_refuses_bad_limits(kwargs):
-    with pytest.raises(ValueError, match="must be > 0"):
+@pytest.mark.parametrize("kwargs,words", [({"read_timeout": 0}, "read_timeout must be > 0, got 0"),
+                                         ({"idle_timeout": float("nan")}, "idle_timeout must be > 0, got nan"),
+                                         ({"max_bytes": -1}, "max_bytes must be > 0, got -1"),
+                                         ({"max_streams": -1}, "max_streams must be >= 0, got -1")])
+def test_create_app_refuses_bad_limits(kwargs, words):
+    with pytest.raises(ValueError, match=words):
         create_app(audiomask.build("convtasnet", "tiny"), **kwargs)
 
 
@@ -492,12 +495,14 @@ def test_malformed_stream_headers_get_an_error_frame_and_1003(hardened, header, 
     assert words in reason
 
 
-def test_end_at_once_gives_an_empty_stream(hardened):
+@pytest.mark.parametrize("empty_block_first", [False, True])
+def test_end_at_once_gives_an_empty_stream(hardened, empty_block_first):
     with connect(f"ws://{hardened}/stream") as ws:
         ws.send(json.dumps({"sample_rate": 8000, "format": "int16"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
-        ws.send(b"")  # an empty block: an empty answer
-        assert ws.recv(timeout=10) == b""
+        if empty_block_first:  # an empty block: an empty answer
+            ws.send(b"")
+            assert ws.recv(timeout=10) == b""
         ws.send(json.dumps({"type": "end"}))
         messages, code, _ = ws_closing(ws)
     assert messages == [b"", {"type": "done", "samples": 0}] and code == 1000
@@ -541,7 +546,7 @@ def wav_with_rate(rate: int, frames: int = 800) -> bytes:
     (wav_with_rate(2_000_000_000), "the header declares 2000000000 Hz; this server takes 1000 Hz to 768000 Hz"),
     (wav_with_rate(44100, frames=1), "shorter than one sample at 8000 Hz"),
     (wav_at_model_rate()[:3000], "truncated"),
-])
+], ids=["2 GHz", "1 sample at 44.1 kHz", "truncated"])
 def test_malformed_audio_headers_get_400(hardened, data, words):
     response = httpx.post(f"http://{hardened}/separate", content=data, timeout=30)
     assert response.status_code == 400 and words in response.json()["detail"]
@@ -702,3 +707,36 @@ def test_fuzz_http_endpoint(hardened):
         statuses[status] = statuses.get(status, 0) + 1
     assert statuses.get(200, 0) >= 5 and statuses.get(400, 0) >= 30, statuses
     assert post(hardened, wav).status_code == 200
+
+
+def test_slow_or_missing_request_headers_close_the_connection(hardened):
+    """A client that sends its headers at 5 bytes/s, or nothing, is cut off after the read
+    timeout (uvicorn alone would wait for ever), and a kept-alive connection still serves."""
+    host, port = hardened.split(":")
+    closed_after = {}
+
+    def slow_headers(i: int) -> None:
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            start = time.monotonic()
+            try:
+                if i == 0:
+                    sock.sendall(b"POST /separate HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    for _ in range(100):  # 20 s at most
+                        sock.sendall(b"X")
+                        time.sleep(0.2)
+                received = sock.recv(65536)  # b"": closed
+            except (BrokenPipeError, ConnectionResetError):
+                received = b""
+            closed_after[i] = (received, time.monotonic() - start)
+
+    threads = [threading.Thread(target=slow_headers, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    with httpx.Client(timeout=30) as client:  # one connection, kept alive past the deadline
+        for _ in range(3):
+            assert client.get(f"http://{hardened}/health").status_code == 200
+            time.sleep(READ_TIMEOUT / 2)
+    for thread in threads:
+        thread.join(30)
+    for received, seconds in closed_after.values():
+        assert received == b"" and READ_TIMEOUT - 0.1 <= seconds <= READ_TIMEOUT + 5

@@ -1,7 +1,7 @@
 """The HTTP/WebSocket server (FastAPI; ``pip install 'audiomask[serve]'``).
 
 ``create_app(model, max_bytes, max_seconds, max_concurrency, …)`` returns an ASGI app;
-``audiomask serve MODEL`` runs it with uvicorn (:func:`audiomask.serve.cli.uvicorn_config`).
+``audiomask serve MODEL`` runs it with uvicorn (:func:`audiomask.serve.server.uvicorn_config`).
 Endpoints:
 
 ``GET /health``
@@ -36,7 +36,8 @@ Endpoints:
 
 Errors are JSON ``{"detail": message}``: 400 undecodable, truncated, empty, NaN/Inf or
 multi-channel audio, a rate outside 1 kHz–768 kHz, or no audio in the request; 408 a body not
-received within ``read_timeout`` seconds; 413 a body over ``max_bytes`` or audio over
+received within ``read_timeout`` seconds (under ``audiomask serve``, request headers not
+received within it close the connection); 413 a body over ``max_bytes`` or audio over
 ``max_seconds``; 422 a sample rate the server does not resample; 503 (``Retry-After: 1``) when
 ``max_concurrency`` separations are already running. A separation slot is taken only once the
 whole body has arrived, so slow uploads never hold one; requests over the limit are refused,
@@ -120,10 +121,12 @@ def create_app(model: torch.nn.Module, max_bytes: int = 50_000_000, max_seconds:
     if getattr(model, "task", "separation") == "aec":
         raise ValueError(f"{model.name} is an echo canceller (two input signals); the server separates one "
                          "mixture — use `audiomask aec` or export the model")
-    if not (max_bytes > 0 and max_seconds > 0 and max_concurrency > 0 and read_timeout > 0 and idle_timeout > 0
-            and (max_streams is None or max_streams >= 0)):
-        raise ValueError("max_bytes, max_seconds, max_concurrency, read_timeout and idle_timeout must be > 0 "
-                         "(max_streams >= 0)")
+    for name, value in (("max_bytes", max_bytes), ("max_seconds", max_seconds), ("max_concurrency", max_concurrency),
+                        ("read_timeout", read_timeout), ("idle_timeout", idle_timeout)):
+        if not value > 0:  # (NaN too)
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    if max_streams is not None and not max_streams >= 0:
+        raise ValueError(f"max_streams must be >= 0, got {max_streams!r}")
     limits = Limits(int(max_bytes), float(max_seconds), int(max_concurrency),
                     int(max_concurrency if max_streams is None else max_streams), resample,
                     float(read_timeout), float(idle_timeout))

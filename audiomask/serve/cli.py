@@ -15,11 +15,11 @@ endpoints:
                     binary blocks of mono samples; each answer is the n_src × m samples final
                     so far, source-major; send {"type": "end"} to get the rest
 
-errors: 400 bad audio or request, 408 a body slower than --read-timeout, 413 over --max-mb or
---max-seconds, 422 other rate with --no-resample, 503 when --max-concurrency separations run
-already or --max-connections are open (retry later); a stream idle for --idle-timeout is closed
-with 1008. A separation slot is taken once the whole body has arrived: slow uploads hold only
-a connection.
+errors: 400 bad audio or request, 408 a body slower than --read-timeout (slower headers: the
+connection is closed), 413 over --max-mb or --max-seconds, 422 other rate with --no-resample,
+503 when --max-concurrency separations run already or --max-connections are open (retry
+later); a stream idle for --idle-timeout is closed with 1008. A separation slot is taken once
+the whole body has arrived: slow uploads hold only a connection.
 
 examples:
   audiomask serve convtasnet-mini2mix --port 8000
@@ -50,7 +50,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-connections", type=int, default=32,
                    help="open connections at once (uvicorn's limit_concurrency); more get 503 (default: 32)")
     p.add_argument("--read-timeout", type=float, default=60.0,
-                   help="seconds a request body may take to arrive; slower gets 408 (default: 60)")
+                   help="seconds a request's headers, and then its body, may take to arrive: a slower "
+                        "body gets 408, slower headers a closed connection (default: 60)")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="seconds a WebSocket stream may send nothing before it is closed (default: 30)")
     p.add_argument("--no-resample", action="store_true",
@@ -70,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from audiomask.serve.app import create_app
+        from audiomask.serve.server import uvicorn_config
     except ImportError as e:
         raise CLIError(f"{SERVE_EXTRA_HINT} ({e})") from None
     if args.threads:
@@ -86,15 +88,3 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.Server(config).run()
     return 0
 
-
-def uvicorn_config(app, host: str, port: int, max_connections: int = 32, log_level: str = "info"):
-    """The ``uvicorn.Config`` that ``audiomask serve`` runs ``app`` (from
-    :func:`audiomask.serve.app.create_app`) with: at most ``max_connections`` open connections
-    (more requests get 503) and WebSocket messages up to the app's ``max_bytes`` (a larger
-    frame closes the stream with 1009)."""
-    import uvicorn
-
-    if not max_connections > 0:
-        raise ValueError(f"max_connections must be > 0, got {max_connections}")
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=int(max_connections),
-                          ws_max_size=app.state.limits.max_bytes)
