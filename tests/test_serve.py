@@ -414,8 +414,11 @@ def test_slow_uploads_do_not_hold_separation_slots(hardened):
             except (BrokenPipeError, ConnectionResetError):
                 pass
             received = b""
-            while chunk := sock.recv(65536):
-                received += chunk
+            try:
+                while chunk := sock.recv(65536):
+                    received += chunk
+            except ConnectionResetError:  # the server closed while bytes were still coming
+                pass
             answers[i] = (received, time.monotonic() - start)
 
     slow = [threading.Thread(target=trickle, args=(i,)) for i in range(2)]
@@ -429,6 +432,7 @@ def test_slow_uploads_do_not_hold_separation_slots(hardened):
     for thread in slow:
         thread.join(30)
     stop.set()
+    assert len(answers) == 2
     for received, seconds in answers.values():
         assert received.startswith(b"HTTP/1.1 408 "), received[:200]
         assert b"connection: close" in received.lower() and b"not received within 3 s" in received
@@ -476,6 +480,26 @@ def test_idle_streams_are_closed_and_free_their_slot(hardened):
     assert time.monotonic() - started < IDLE_TIMEOUT + 10
     out, done = stream_over_ws(hardened, np.zeros(400, dtype=np.float32))  # max_streams=2: both freed
     assert done["samples"] == 400 and out.shape == (2, 400)
+
+
+def test_a_stream_may_not_stay_open_past_twice_the_audio_limit(model):
+    """Empty blocks every 0.3 s keep a stream from being idle but not from its end: after 2 × 1 s."""
+    with serving(create_app(model, max_seconds=1.0, idle_timeout=1.0)) as address:
+        with connect(f"ws://{address}/stream") as ws:
+            started = time.monotonic()
+            ws.send(json.dumps({"sample_rate": 8000}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            answers = []
+            with pytest.raises(ConnectionClosed) as closed:
+                for _ in range(50):  # 15 s at most
+                    ws.send(b"")
+                    answers.append(ws.recv(timeout=10))
+                    time.sleep(0.3)
+        assert 2.0 <= time.monotonic() - started <= 8.0
+        reason = "open for 2 × the 1 s audio limit, the longest a stream may last"
+        assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason == reason
+        assert set(answers[:-1]) == {b""}
+        assert answers[-1] == b"" or json.loads(answers[-1]) == {"type": "error", "message": reason}
 
 
 @pytest.mark.parametrize("header,words", [

@@ -29,10 +29,10 @@ Endpoints:
        last binary message (so the output has the input's length), then text ``{"type":
        "done", "samples": T}``, and closes (1000). Errors: text ``{"type": "error",
        "message"}``, then close with the message as the reason and 1003 (bad header, format,
-       data or message), 1008 (over the duration or message limits, or nothing received for
-       ``idle_timeout`` seconds), 1011 (a server fault) or 1013 (too many streams; try again
-       later). Under ``audiomask serve`` a frame over ``max_bytes`` is closed by the
-       WebSocket layer with 1009.
+       data or message), 1008 (over the duration or message limits, nothing received for
+       ``idle_timeout`` seconds, or open for twice ``max_seconds`` in all), 1011 (a server
+       fault) or 1013 (too many streams; try again later). Under ``audiomask serve`` a frame
+       over ``max_bytes`` is closed by the WebSocket layer with 1009.
 
 Errors are JSON ``{"detail": message}``: 400 undecodable, truncated, empty, NaN/Inf or
 multi-channel audio, a rate outside 1 kHz–768 kHz, or no audio in the request; 408 a body not
@@ -72,6 +72,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed beyond max_
 RATE_RANGE = (1_000, 768_000)  # sample rates (Hz) an upload may declare
 STREAM_FORMATS = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 HEADER_KEYS = ("sample_rate", "format")
+STREAM_TIME_FACTOR = 2.0  # a stream may stay open this many times max_seconds (wall clock)
 _log = logging.getLogger("audiomask.serve")
 
 
@@ -116,7 +117,7 @@ def create_app(model: torch.nn.Module, max_bytes: int = 50_000_000, max_seconds:
         resample: resample audio at other rates (else 422).
         read_timeout: seconds a request body may take to arrive in full (else 408).
         idle_timeout: seconds a stream may send nothing, its header included (else closed
-            with 1008).
+            with 1008). A stream may stay open for twice ``max_seconds`` in all.
     """
     if getattr(model, "task", "separation") == "aec":
         raise ValueError(f"{model.name} is an echo canceller (two input signals); the server separates one "
@@ -314,7 +315,8 @@ def _separate_upload(model: torch.nn.Module, data: bytes, name: str, stem: str, 
 # -- WebSocket /stream ---------------------------------------------------------------------------
 async def _serve_stream(ws: WebSocket, model: torch.nn.Module, limits: Limits) -> None:
     """The protocol of the module docstring; a client's fault raises :class:`_StreamProblem`."""
-    message = await _receive(ws, limits.idle_timeout)
+    deadline = asyncio.get_running_loop().time() + STREAM_TIME_FACTOR * limits.max_seconds
+    message = await _receive(ws, limits, deadline)
     if message is None:
         return
     fmt = _check_header(message.get("text"), model.sample_rate)
@@ -324,7 +326,7 @@ async def _serve_stream(ws: WebSocket, model: torch.nn.Module, limits: Limits) -
                         "format": fmt, "latency_samples": session.latency_samples})
     max_samples, received = int(limits.max_seconds * model.sample_rate), 0
     while True:
-        message = await _receive(ws, limits.idle_timeout)
+        message = await _receive(ws, limits, deadline)
         if message is None:
             return
         data, text = message.get("bytes"), message.get("text")
@@ -353,12 +355,21 @@ async def _serve_stream(ws: WebSocket, model: torch.nn.Module, limits: Limits) -
             return await ws.close(1000)
 
 
-async def _receive(ws: WebSocket, idle_timeout: float) -> dict[str, Any] | None:
-    """The next message with ``bytes`` or ``text``; None when the client has gone."""
+async def _receive(ws: WebSocket, limits: Limits, deadline: float) -> dict[str, Any] | None:
+    """The next message with ``bytes`` or ``text``, within the idle timeout and before the
+    stream's ``deadline`` (event-loop time); None when the client has gone."""
+    loop = asyncio.get_running_loop()
+    too_long = _StreamProblem(1008, f"open for {STREAM_TIME_FACTOR:g} × the {limits.max_seconds:g} s audio limit, "
+                                    "the longest a stream may last")
+    wait = min(limits.idle_timeout, deadline - loop.time())
     try:
-        message = await asyncio.wait_for(ws.receive(), idle_timeout)
+        message = await asyncio.wait_for(ws.receive(), max(wait, 0.0))
     except asyncio.TimeoutError:
-        raise _StreamProblem(1008, f"idle: nothing received for {idle_timeout:g} s") from None
+        if wait < limits.idle_timeout:
+            raise too_long from None
+        raise _StreamProblem(1008, f"idle: nothing received for {limits.idle_timeout:g} s") from None
+    if loop.time() >= deadline:
+        raise too_long
     if message["type"] == "websocket.disconnect":
         return None
     if message.get("bytes") is None and message.get("text") is None:

@@ -18,8 +18,9 @@ endpoints:
 errors: 400 bad audio or request, 408 a body slower than --read-timeout (slower headers: the
 connection is closed), 413 over --max-mb or --max-seconds, 422 other rate with --no-resample,
 503 when --max-concurrency separations run already or --max-connections are open (retry
-later); a stream idle for --idle-timeout is closed with 1008. A separation slot is taken once
-the whole body has arrived: slow uploads hold only a connection.
+later); a stream idle for --idle-timeout or open for twice --max-seconds is closed with 1008.
+A separation slot is taken once the whole body has arrived: slow uploads hold only a
+connection.
 
 examples:
   audiomask serve convtasnet-mini2mix --port 8000
