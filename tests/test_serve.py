@@ -482,6 +482,29 @@ def test_idle_streams_are_closed_and_free_their_slot(hardened):
     assert done["samples"] == 400 and out.shape == (2, 400)
 
 
+class FaultyStreamModel(torch.nn.Module):
+    """A causal model whose stream fails on its first block (a server fault, not the client's)."""
+
+    name, sample_rate, n_src, causal = "faulty", 8000, 2, True
+
+    def stream(self):
+        def process(block):
+            raise RuntimeError("boom")
+
+        return type("Session", (), {"latency_samples": 0, "process": staticmethod(process)})()
+
+
+def test_a_server_fault_in_a_stream_is_an_error_frame_and_1011():
+    with serving(create_app(FaultyStreamModel())) as address:
+        with connect(f"ws://{address}/stream") as ws:
+            ws.send(json.dumps({"sample_rate": 8000}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            ws.send(np.zeros(80, "<f4").tobytes())
+            messages, code, reason = ws_closing(ws)
+        assert code == 1011 and messages == [{"type": "error", "message": reason}] and "internal error" in reason
+        assert httpx.get(f"http://{address}/health", timeout=10).json()["busy"]["streams"] == 0
+
+
 def test_a_stream_may_not_stay_open_past_twice_the_audio_limit(model):
     """Empty blocks every 0.3 s keep a stream from being idle but not from its end: after 2 × 1 s."""
     with serving(create_app(model, max_seconds=1.0, idle_timeout=1.0)) as address:
