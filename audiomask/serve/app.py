@@ -145,7 +145,9 @@ def create_app(model: torch.nn.Module, max_bytes: int = 50_000_000, max_seconds:
 
     @app.post("/separate", response_class=Response,
               responses={200: {"content": {"application/zip": {}}, "description": "one WAV per source"},
-                         400: {"description": "bad audio"}, 413: {"description": "too large or too long"},
+                         400: {"description": "bad audio or request"},
+                         408: {"description": "body not received within read_timeout"},
+                         413: {"description": "too large or too long"},
                          422: {"description": "wrong sample rate"}, 503: {"description": "busy"}})
     async def separate_endpoint(request: Request, downmix: bool = False) -> Response:
         try:  # the body first: a slow upload holds a connection, never a separation slot
