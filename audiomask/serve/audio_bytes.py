@@ -31,6 +31,17 @@ class Decoded:
     sample_rate: int
 
 
+# How the files libsndfile reads begin: WAV, RF64, Wave64, AIFF, FLAC, Ogg, CAF, AU, NIST, MP3
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"riff", b"FORM", b"fLaC", b"OggS", b"caff", b".snd",
+                b"NIST_1A", b"ID3")
+
+
+def looks_like_audio(data: bytes) -> bool:
+    """Whether ``data`` starts like an audio file (a magic number above, or an MPEG audio frame
+    sync): a sniff that tells audio from a form, not a promise that it decodes."""
+    return data.startswith(_AUDIO_MAGIC) or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+
+
 def probe_duration(data: bytes, name: str) -> tuple[float, int]:
     """``(seconds, sample_rate)`` from the header, without decoding (to refuse long uploads
     before spending memory on them). :class:`AudioError` when there is no readable header."""
