@@ -17,7 +17,7 @@ from audiomask.audio import AudioError
 
 DEFAULT_MODEL = "convtasnet-mini2mix"
 DEFAULT_CAUSAL_MODEL = "convtasnet-mini2mix-causal"
-DEFAULT_AEC_MODEL = "d3net-aec-small"  # bundled name of a trained echo canceller, once one ships
+DEFAULT_AEC_MODEL = "d3net-aec-small"  # the bundled echo canceller
 
 
 class CLIError(Exception):
