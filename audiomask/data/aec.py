@@ -45,6 +45,14 @@ SCENARIOS = ("double_talk", "farend_single", "nearend_single")
 _PATH_STREAM, _NOISE_STREAM, _NEAR_REVERB_STREAM = 1, 2, 3
 
 
+def _driven(x: np.ndarray, strength: float) -> tuple[np.ndarray, float]:
+    """``x`` as float64 and its peak, after checking a non-linearity strength in ``[0, 1]``."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"non-linearity strength must be in [0, 1], got {strength}")
+    x = np.asarray(x, dtype=np.float64)
+    return x, float(np.abs(x).max())
+
+
 def loudspeaker_nonlinearity(x: np.ndarray, strength: float) -> np.ndarray:
     """A small loudspeaker driven hard: clipping, then a saturating curve.
 
@@ -53,10 +61,7 @@ def loudspeaker_nonlinearity(x: np.ndarray, strength: float) -> np.ndarray:
     signals, compressing towards the clip level). ``s = 0`` returns ``x`` unchanged; at
     ``s = 1`` the peaks are clipped to 40 % and the curve reaches ``tanh(3)/3`` of it.
     """
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"non-linearity strength must be in [0, 1], got {strength}")
-    x = np.asarray(x, dtype=np.float64)
-    peak = float(np.abs(x).max())
+    x, peak = _driven(x, strength)
     if strength == 0.0 or peak == 0.0:
         return x.copy()
     level = (1.0 - 0.6 * strength) * peak
@@ -65,12 +70,9 @@ def loudspeaker_nonlinearity(x: np.ndarray, strength: float) -> np.ndarray:
 
 
 def soft_clip(x: np.ndarray, strength: float) -> np.ndarray:
-    """A loudspeaker's smooth compression: ``(2/π)·atan(a·x)/a'`` normalised so small signals
-    pass at gain 1; ``a = 5·strength / peak`` (``strength`` in ``[0, 1]``, 0 returns ``x``)."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"non-linearity strength must be in [0, 1], got {strength}")
-    x = np.asarray(x, dtype=np.float64)
-    peak = float(np.abs(x).max())
+    """A loudspeaker's smooth compression: ``atan(a·x)/a`` — gain 1 for small signals, never
+    above ``π/(2a)`` — with ``a = 5·strength / peak`` (``strength`` in ``[0, 1]``, 0 returns ``x``)."""
+    x, peak = _driven(x, strength)
     if strength == 0.0 or peak == 0.0:
         return x.copy()
     a = 5.0 * strength / peak
