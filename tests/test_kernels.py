@@ -219,6 +219,75 @@ def test_dispatch_takes_the_reference_on_cpu_and_when_told(monkeypatch):
     assert torch.equal(kernels.dwconv_prelu_norm(*args), kernels.reference_dwconv_prelu_norm(*args))
 
 
+def _fake_timer(times: list):
+    """A :class:`kernels.Policy` timer that returns ``times`` in order (the fused path is
+    timed first, then the reference) and records each call."""
+    calls = []
+
+    def timer(fn):
+        calls.append(fn)
+        return times[len(calls) - 1]
+    return timer, calls
+
+
+def test_policy_picks_the_faster_path_once_per_shape_class():
+    timer, calls = _fake_timer([2.0, 1.0, 1.0, 2.0, 0.995, 1.0])
+    policy = kernels.Policy(timer=timer)
+
+    def key(frames, **conf):
+        return kernels.shape_class("prelu_norm", torch.randn(2, 4, frames), norm="gLN", slopes=1, **conf)
+
+    # fused slower: the reference, measured once for the class (101 and 128 frames share it)
+    assert policy.choose(key(101), lambda: None, lambda: None) == "reference"
+    assert policy.choose(key(128), lambda: None, lambda: None) == "reference"
+    assert len(calls) == 2 and policy.choices[key(101)][1].startswith("measured")
+    # another class (more frames): fused faster, so fused
+    assert policy.choose(key(3000), lambda: None, lambda: None) == "triton"
+    assert len(calls) == 4
+    # a win inside the 2 % margin is a tie, settled on the reference
+    assert policy.choose(key(3000, extra=1), lambda: None, lambda: None) == "reference"
+    policy.clear()
+    assert not policy.choices
+
+
+def test_policy_rules_route_without_timing():
+    timer, calls = _fake_timer([1.0, 9.0])
+    policy = kernels.Policy(timer=timer)
+    x = torch.randn(1, 8, 50)  # FSMN dense memory layer: two input channels per output channel
+    grouped = kernels.shape_class("depthwise_conv1d", x, groups=2, taps=7, dilation=2, padding=(6, 6),
+                                  channels_last=False, residual=False, bias=False)
+    assert policy.choose(grouped, lambda: None, lambda: None) == "reference"
+    assert not calls and policy.choices[grouped][1].startswith("rule")
+    plain = kernels.shape_class("depthwise_conv1d", x, groups=1, taps=7, dilation=2, padding=(6, 6),
+                                channels_last=False, residual=False, bias=False)
+    assert policy.choose(plain, lambda: None, lambda: None) == "triton" and len(calls) == 2
+
+
+@needs_triton
+@pytest.mark.parametrize("fused_ms,expect_fused", [(2.0, False), (0.5, True)])
+def test_ops_follow_the_policy_in_auto_mode(monkeypatch, counted, fused_ms, expect_fused):
+    """In ``auto`` mode an op runs Triton only where the policy measured it faster (CUDA
+    stands in here by letting :func:`kernels.use_triton` say yes on the interpreter)."""
+    if ON_GPU:
+        pytest.skip("CPU-only check (fake timings)")
+    timer, calls = _fake_timer([fused_ms, 1.0])
+    monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=timer))
+    monkeypatch.setattr(kernels, "use_triton", lambda x: True)
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    x = torch.randn(2, 8, 33, requires_grad=True)
+    args = (torch.rand(1), torch.randn(8), torch.randn(8), "gLN", 1e-8)
+    with kernels.force("auto"):
+        y = kernels.prelu_norm(x, *args)
+        y.sum().backward()
+        kernels.prelu_norm(x, *args)  # same class: no second measurement
+    assert len(calls) == 2 and counted["ConvPReLUNorm"] == (2 if expect_fused else 0)
+    _close(y, kernels.reference_prelu_norm(x, *args), what="output")
+    assert x.grad is not None  # the trial runs did not detach the caller's graph
+    # the grouped depthwise conv takes the reference by rule: no timing, no kernel
+    kernels.depthwise_conv1d(torch.randn(1, 8, 40), torch.randn(4, 2, 5), None, 2, (4, 4))
+    assert len(calls) == 2 and counted["DepthwiseConv1d"] == 0
+
+
 @needs_triton
 def test_env_switch_forces_triton_under_the_interpreter(monkeypatch, counted):
     if ON_GPU:
@@ -356,7 +425,8 @@ def _at_scale(op: str, norm: str):
 
 
 @needs_triton
-@pytest.mark.parametrize("op,norm", [_at_scale(op, n) for op in ("prelu_norm", "dwconv_prelu_norm") for n in kernels.NORMS]
+@pytest.mark.parametrize("op,norm", [_at_scale(op, n) for op in ("prelu_norm", "dwconv_prelu_norm")
+                                     for n in kernels.NORMS]
                          + [_at_scale("depthwise_conv1d", "channels_last"), _at_scale("depthwise_conv1d", "grouped")])
 def test_fused_gradients_as_accurate_as_eager_at_scale(op, norm):
     """Every fused backward (input and parameter gradients) against a float64 reference: its
