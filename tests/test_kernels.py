@@ -88,22 +88,26 @@ def _run(fn, leaves: dict, fused: bool, seed: int) -> dict:
     return got
 
 
-def assert_as_accurate_as_eager(eager: dict, fused: dict, exact: dict, moved: dict, factor: float = 2.0) -> dict:
+#: float64 runs on inputs moved by one float32 rounding, whose largest movement is the noise floor
+NOISE_SAMPLES = 3
+
+
+def assert_as_accurate_as_eager(eager: dict, fused: dict, exact: dict, moved: list, factor: float = 2.0) -> dict:
     """Each tensor of the fused float32 run is within ``factor`` times the error of the eager
     float32 run, both measured against the float64 reference (``exact``; max abs error per
     tensor). Floor: how far the float64 result itself moves when its inputs move by one float32
-    rounding (``moved``) — a sum that cancels (a scalar slope's gradient) has an error of that
-    size in any float32 evaluation, and eager's can be smaller only by luck. Returns the ratios."""
+    rounding (the largest over the runs ``moved``) — a sum that cancels (a scalar slope's
+    gradient) has an error of that size in any float32 evaluation, and eager's can be smaller
+    only by luck (one such movement ranged over 15x across six draws). Returns the ratios."""
     ratios = {}
     for k, want in exact.items():
         assert fused[k] is not None, f"no gradient for {k}"
         want = want.double()
         e_fused = (fused[k].double() - want).abs().max().item()
         e_eager = (eager[k].double() - want).abs().max().item()
-        floor = (moved[k].double() - want).abs().max().item()
-        bound = factor * max(e_eager, floor) + 1e-30
-        ratios[k] = e_fused / bound * factor
-        assert e_fused <= bound, (f"{k}: fused float32 error {e_fused:.3g} > {factor} x max(eager float32 "
+        floor = max((m[k].double() - want).abs().max().item() for m in moved)
+        ratios[k] = e_fused / max(e_eager, floor, 1e-30)
+        assert ratios[k] <= factor, (f"{k}: fused float32 error {e_fused:.3g} > {factor} x max(eager float32 "
                                   f"error {e_eager:.3g}, float32 noise floor {floor:.3g}); max |ref| "
                                   f"{want.abs().max().item():.3g}")
     return ratios
@@ -126,7 +130,8 @@ def _compare(fn, inputs: dict, seed: int = 0, factor: float = SMALL_SHAPE_FACTOR
     assert y_tri["output"].shape == y_ref["output"].shape and y_tri["output"].dtype == y_ref["output"].dtype
     _close(y_tri["output"], y_ref["output"], what="output")
     exact = _run(fn, _as_leaves(inputs, torch.float64), False, seed)
-    moved = _run(fn, _as_leaves(inputs, torch.float64, torch.Generator().manual_seed(seed + 1)), False, seed)
+    moved = [_run(fn, _as_leaves(inputs, torch.float64, torch.Generator().manual_seed(seed + i)), False, seed)
+             for i in range(1, 1 + NOISE_SAMPLES)]
     return assert_as_accurate_as_eager(y_ref, y_tri, exact, moved, factor)
 
 
@@ -430,12 +435,11 @@ def _at_scale(op: str, norm: str):
                          + [_at_scale("depthwise_conv1d", "channels_last"), _at_scale("depthwise_conv1d", "grouped")])
 def test_fused_gradients_as_accurate_as_eager_at_scale(op, norm):
     """Every fused backward (input and parameter gradients) against a float64 reference: its
-    float32 error at most 2x eager float32's, per tensor (issue 23: the fused slope gradients
-    were 8-100x eager's error, from rounding ``rstd*g + P`` twice with ``P`` the same for a
-    whole example)."""
+    float32 error at most 2x eager float32's, per tensor. Issue 23: the slope gradients were
+    several times eager's error (3.7x and 8x here), from rounding ``rstd*g + P`` twice with
+    ``P`` the same for a whole example. On CUDA the same test runs the compiled kernels."""
     fn, inputs = _scale_case(op, norm)
-    ratios = _compare(fn, inputs, factor=2.0)
-    assert all(r <= 2.0 for r in ratios.values()), ratios
+    _compare(fn, inputs, factor=2.0)
 
 
 # ------------------------------------------------------------------------------------------
