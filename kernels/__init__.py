@@ -184,7 +184,8 @@ class Policy:
     paths are timed once with ``timer`` (a callable taking a zero-argument function and
     returning its time; CUDA events by default) and the faster is cached — the fused kernel
     must win by ``margin`` (default 2 %), so timing noise settles ties on the reference. Where
-    timing is impossible (inside CUDA-graph capture) an unmeasured class takes the reference.
+    timing is impossible (inside CUDA-graph capture) an unmeasured class takes the reference;
+    where it fails (``RuntimeError``, e.g. out of memory) the class keeps the reference.
     ``choices`` holds the decisions with their times (``bench/kernels.py`` prints them)."""
 
     def __init__(self, timer: Optional[Callable[[Callable[[], object]], float]] = None,
@@ -204,7 +205,11 @@ class Policy:
                 return "reference"
         if _capturing():
             return "reference"  # not cached: measured on the first call outside capture
-        fused_ms, reference_ms = self.timer(run_fused), self.timer(run_reference)
+        try:
+            fused_ms, reference_ms = self.timer(run_fused), self.timer(run_reference)
+        except RuntimeError as e:  # e.g. out of memory for a second copy: the reference, no retry
+            self.choices[key] = ("reference", f"not measured: {type(e).__name__}: {e}"[:200])
+            return "reference"
         choice = "triton" if fused_ms * (1 + self.margin) < reference_ms else "reference"
         self.choices[key] = (choice, f"measured: fused {fused_ms:.4g}, reference {reference_ms:.4g}")
         return choice

@@ -268,6 +268,15 @@ def test_policy_rules_route_without_timing():
     assert policy.choose(plain, lambda: None, lambda: None) == "triton" and len(calls) == 2
 
 
+def test_policy_keeps_the_reference_when_timing_fails():
+    def timer(fn):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+    policy = kernels.Policy(timer=timer)
+    key = kernels.shape_class("prelu_norm", torch.randn(1, 4, 9), norm="cLN", slopes=1)
+    assert policy.choose(key, lambda: None, lambda: None) == "reference"
+    assert "OutOfMemoryError" in policy.choices[key][1]
+
+
 @needs_triton
 @pytest.mark.parametrize("fused_ms,expect_fused", [(2.0, False), (0.5, True)])
 def test_ops_follow_the_policy_in_auto_mode(monkeypatch, counted, fused_ms, expect_fused):
