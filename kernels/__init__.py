@@ -153,14 +153,21 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def shape_class(op: str, x: Tensor, **conf) -> tuple:
+def _wants_grad(args: tuple) -> bool:
+    """Whether a call on ``args`` builds a graph (then its backward is part of its cost)."""
+    return torch.is_grad_enabled() and any(torch.is_tensor(a) and a.requires_grad for a in args)
+
+
+def shape_class(op: str, x: Tensor, grad: Optional[bool] = None, **conf) -> tuple:
     """The key under which :class:`Policy` caches its choice for a call of ``op`` on ``x``:
-    the op, device, dtype, whether gradients are wanted, every dimension but the last
-    (frames), the frames rounded up to a power of two (so that inputs of many lengths share a
-    few measurements), and the op's configuration ``conf`` (sorted ``(name, value)`` pairs)."""
-    grad = torch.is_grad_enabled() and x.requires_grad
-    return (op, ("device", str(x.device)), ("dtype", str(x.dtype)), ("grad", grad),
-            ("dims", tuple(x.shape[:-1])), ("frames", _pow2_at_least(x.shape[-1]))) + tuple(sorted(conf.items()))
+    the op, device, dtype, whether gradients are wanted (``grad``; default: whether ``x``
+    wants one), every dimension but the last (frames), the frames rounded up to a power of two
+    (so that inputs of many lengths share a few measurements), and the op's configuration
+    ``conf`` (sorted ``(name, value)`` pairs)."""
+    grad = _wants_grad((x,)) if grad is None else grad
+    head = (op, ("device", str(x.device)), ("dtype", str(x.dtype)), ("grad", grad),
+            ("dims", tuple(x.shape[:-1])), ("frames", _pow2_at_least(x.shape[-1])))
+    return head + tuple(sorted(conf.items()))
 
 
 def _cuda_ms(fn: Callable[[], object], iters: int = 3) -> float:
@@ -207,7 +214,7 @@ class Policy:
             return "reference"  # not cached: measured on the first call outside capture
         try:
             fused_ms, reference_ms = self.timer(run_fused), self.timer(run_reference)
-        except RuntimeError as e:  # e.g. out of memory for a second copy: the reference, no retry
+        except RuntimeError as e:  # e.g. out of memory for the trial's outputs: the reference, no retry
             self.choices[key] = ("reference", f"not measured: {type(e).__name__}: {e}"[:200])
             return "reference"
         choice = "triton" if fused_ms * (1 + self.margin) < reference_ms else "reference"
@@ -228,9 +235,9 @@ def _capturing() -> bool:
 
 
 def _trial(fn: Callable, args: tuple) -> Callable[[], object]:
-    """A timing closure: ``fn`` on detached copies of ``args`` (forward, plus backward to every
+    """A timing closure: ``fn`` on detached views of ``args`` (forward, plus backward to every
     floating tensor when gradients are wanted) — the caller's autograd graph is untouched."""
-    grad = torch.is_grad_enabled() and any(torch.is_tensor(a) and a.requires_grad for a in args)
+    grad = _wants_grad(args)
 
     def run():
         leaves = tuple(a.detach().requires_grad_(grad and a.is_floating_point()) if torch.is_tensor(a) else a
@@ -280,8 +287,8 @@ def dwconv_prelu_norm(x: Tensor, dw_weight: Tensor, dw_bias: Optional[Tensor], d
         return reference_dwconv_prelu_norm(x, w, b, dilation, padding, s, g, beta, norm, eps)
 
     if use_triton(x) and x.shape[-1] + padding[0] + padding[1] > (dw_weight.shape[-1] - 1) * dilation:
-        key = shape_class("dwconv_prelu_norm", x, taps=dw_weight.shape[-1], dilation=conf[0], padding=conf[1:3],
-                          norm=norm, slopes=prelu_weight.numel(), bias=dw_bias is not None)
+        key = shape_class("dwconv_prelu_norm", x, _wants_grad(args), taps=dw_weight.shape[-1], dilation=conf[0],
+                          padding=conf[1:3], norm=norm, slopes=prelu_weight.numel(), bias=dw_bias is not None)
         if _fused_wins(key, fused, reference, args):
             return fused(*args)
     return reference(*args)
@@ -300,7 +307,7 @@ def prelu_norm(x: Tensor, prelu_weight: Tensor, norm_weight: Tensor, norm_bias: 
         return reference_prelu_norm(x, s, g, beta, norm, eps)
 
     if use_triton(x) and x.shape[-1] > 0:
-        key = shape_class("prelu_norm", x, norm=norm, slopes=prelu_weight.numel())
+        key = shape_class("prelu_norm", x, _wants_grad(args), norm=norm, slopes=prelu_weight.numel())
         if _fused_wins(key, fused, reference, args):
             return fused(*args)
     return reference(*args)
@@ -328,8 +335,8 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, d
         t_out = t_in + padding[0] + padding[1] - (weight.shape[-1] - 1) * dilation
         if t_out > 0 and (not residual or t_out == t_in):
             frames_last = x.transpose(1, 2) if channels_last else x
-            key = shape_class("depthwise_conv1d", frames_last, groups=weight.shape[1], taps=weight.shape[-1],
-                              dilation=int(dilation), padding=(int(padding[0]), int(padding[1])),
+            key = shape_class("depthwise_conv1d", frames_last, _wants_grad(args), groups=weight.shape[1],
+                              taps=weight.shape[-1], dilation=int(dilation), padding=(int(padding[0]), int(padding[1])),
                               channels_last=bool(channels_last), residual=bool(residual), bias=bias is not None)
             if _fused_wins(key, fused, reference, args):
                 return fused(*args)
