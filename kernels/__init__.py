@@ -13,16 +13,20 @@ op                         fuses                                       reference
 =========================  ==========================================  ===============================
 
 Dispatch (one function per op, so a CPU fast path can be added beside the Triton one):
-Triton runs when the input is a CUDA tensor of a floating dtype below float64, Triton
+Triton may run when the input is a CUDA tensor of a floating dtype below float64, Triton
 imports, the code is not being traced/compiled, and ``AUDIOMASK_KERNELS`` is not
-``reference``. Otherwise the op runs its PyTorch reference. ``AUDIOMASK_KERNELS``:
+``reference`` (:func:`use_triton`). Whether it then does is the :class:`Policy`'s call, so that
+a fused kernel runs only where it is faster than the PyTorch reference: a documented rule
+(:data:`REFERENCE_RULES`), else both paths timed once per shape class and the faster one
+cached. ``AUDIOMASK_KERNELS``:
 
 * ``auto`` (default): as above;
 * ``reference``: always the PyTorch reference;
-* ``triton``: Triton also on CPU tensors — only under the interpreter: ``TRITON_INTERPRET=1``
-  set before the kernels are first loaded and kept while they run (Triton reads it at both
-  times; the tests and ``bench/kernels.py --interpret`` do this); an error rather than a
-  silent fallback when that is impossible.
+* ``triton``: always the Triton kernel where it applies (no rules, no timing), on CPU tensors
+  too — only under the interpreter: ``TRITON_INTERPRET=1`` set before the kernels are first
+  loaded and kept while they run (Triton reads it at both times; the tests and
+  ``bench/kernels.py --interpret`` do this); an error rather than a silent fallback when that
+  is impossible.
 
 :func:`force` does the same for a ``with`` block (tests). Triton itself is imported only when
 a CUDA tensor (or a forced mode) asks for it, so CPU users never pay for the import.
@@ -33,7 +37,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import Iterator, Optional, Tuple
+import statistics
+from typing import Callable, Dict, Hashable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -48,6 +53,7 @@ from .reference import (
 
 __all__ = [
     "dwconv_prelu_norm", "prelu_norm", "depthwise_conv1d", "use_triton", "force", "mode",
+    "Policy", "POLICY", "REFERENCE_RULES", "shape_class",
     "triton_available", "interpreting", "norm_name", "tcn_block_forward",
     "reference_dwconv_prelu_norm", "reference_prelu_norm", "reference_depthwise_conv1d",
     "reference_norm", "NORMS", "ENV",
@@ -126,6 +132,132 @@ def use_triton(x: Tensor) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------------------
+# policy: a fused kernel only where it is faster
+# ------------------------------------------------------------------------------------------
+def _reference_for_grouped_conv(key: tuple) -> bool:
+    """``depthwise_conv1d`` with several input channels per output channel (MossFormer2's dense
+    FSMN memory): the Triton kernel was 4.3x slower than cuDNN on an H200 (0.23x, issue 23),
+    and MossFormer2 inference 0.61x with it."""
+    return key[0] == "depthwise_conv1d" and dict(key[1:]).get("groups", 1) > 1
+
+
+#: (reason, predicate on a shape class): shape classes that always take the reference, from
+#: measurements; every other class is timed once (:class:`Policy`)
+REFERENCE_RULES: Tuple[Tuple[str, Callable[[tuple], bool]], ...] = (
+    ("grouped depthwise conv: cuDNN 4x faster on H200", _reference_for_grouped_conv),
+)
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _wants_grad(args: tuple) -> bool:
+    """Whether a call on ``args`` builds a graph (then its backward is part of its cost)."""
+    return torch.is_grad_enabled() and any(torch.is_tensor(a) and a.requires_grad for a in args)
+
+
+def shape_class(op: str, x: Tensor, grad: Optional[bool] = None, **conf) -> tuple:
+    """The key under which :class:`Policy` caches its choice for a call of ``op`` on ``x``:
+    the op, device, dtype, whether gradients are wanted (``grad``; default: whether ``x``
+    wants one), every dimension but the last (frames), the frames rounded up to a power of two
+    (so that inputs of many lengths share a few measurements), and the op's configuration
+    ``conf`` (sorted ``(name, value)`` pairs)."""
+    grad = _wants_grad((x,)) if grad is None else grad
+    head = (op, ("device", str(x.device)), ("dtype", str(x.dtype)), ("grad", grad),
+            ("dims", tuple(x.shape[:-1])), ("frames", _pow2_at_least(x.shape[-1])))
+    return head + tuple(sorted(conf.items()))
+
+
+def _cuda_ms(fn: Callable[[], object], iters: int = 3) -> float:
+    """Median milliseconds of ``fn()`` over ``iters`` calls after one warm-up (CUDA events)."""
+    fn()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+class Policy:
+    """Chooses ``"triton"`` or ``"reference"`` for a shape class (:func:`shape_class`).
+
+    In order: a :data:`REFERENCE_RULES` match → the reference; a cached choice; else both
+    paths are timed once with ``timer`` (a callable taking a zero-argument function and
+    returning its time; CUDA events by default) and the faster is cached — the fused kernel
+    must win by ``margin`` (default 2 %), so timing noise settles ties on the reference. Where
+    timing is impossible (inside CUDA-graph capture) an unmeasured class takes the reference;
+    where it fails (``RuntimeError``, e.g. out of memory) the class keeps the reference.
+    ``choices`` holds the decisions with their times (``bench/kernels.py`` prints them)."""
+
+    def __init__(self, timer: Optional[Callable[[Callable[[], object]], float]] = None,
+                 rules: Tuple[Tuple[str, Callable[[tuple], bool]], ...] = REFERENCE_RULES,
+                 margin: float = 0.02) -> None:
+        self.timer = timer or _cuda_ms
+        self.rules = rules
+        self.margin = margin
+        self.choices: Dict[Hashable, Tuple[str, str]] = {}
+
+    def choose(self, key: tuple, run_fused: Callable[[], object], run_reference: Callable[[], object]) -> str:
+        if key in self.choices:
+            return self.choices[key][0]
+        for reason, applies in self.rules:
+            if applies(key):
+                self.choices[key] = ("reference", f"rule: {reason}")
+                return "reference"
+        if _capturing():
+            return "reference"  # not cached: measured on the first call outside capture
+        try:
+            fused_ms, reference_ms = self.timer(run_fused), self.timer(run_reference)
+        except RuntimeError as e:  # e.g. out of memory for the trial's outputs: the reference, no retry
+            self.choices[key] = ("reference", f"not measured: {type(e).__name__}: {e}"[:200])
+            return "reference"
+        choice = "triton" if fused_ms * (1 + self.margin) < reference_ms else "reference"
+        self.choices[key] = (choice, f"measured: fused {fused_ms:.4g}, reference {reference_ms:.4g}")
+        return choice
+
+    def clear(self) -> None:
+        """Forget every measured choice (e.g. after a change of GPU clocks or of library)."""
+        self.choices.clear()
+
+
+#: the policy the ops consult in ``auto`` mode
+POLICY = Policy()
+
+
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _trial(fn: Callable, args: tuple) -> Callable[[], object]:
+    """A timing closure: ``fn`` on detached views of ``args`` (forward, plus backward to every
+    floating tensor when gradients are wanted) — the caller's autograd graph is untouched."""
+    grad = _wants_grad(args)
+
+    def run():
+        leaves = tuple(a.detach().requires_grad_(grad and a.is_floating_point()) if torch.is_tensor(a) else a
+                       for a in args)
+        if not grad:
+            with torch.no_grad():
+                return fn(*leaves)
+        y = fn(*leaves)
+        y.backward(torch.ones_like(y))
+        return y
+    return run
+
+
+def _fused_wins(key: tuple, fused: Callable, reference: Callable, args: tuple) -> bool:
+    """Whether this call runs the fused kernel: always in ``triton`` mode, else the policy's choice."""
+    if mode() == "triton":
+        return True
+    return POLICY.choose(key, _trial(fused, args), _trial(reference, args)) == "triton"
+
+
 def _check_norm(norm: str) -> None:
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
@@ -145,21 +277,40 @@ def dwconv_prelu_norm(x: Tensor, dw_weight: Tensor, dw_bias: Optional[Tensor], d
     Equals :func:`reference_dwconv_prelu_norm`, gradients included.
     """
     _check_norm(norm)
+    args = (x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias)
+    conf = (int(dilation), int(padding[0]), int(padding[1]), norm, float(eps))
+
+    def fused(*a):
+        return _impl().ConvPReLUNorm.apply(*a, *conf)
+
+    def reference(x, w, b, s, g, beta):
+        return reference_dwconv_prelu_norm(x, w, b, dilation, padding, s, g, beta, norm, eps)
+
     if use_triton(x) and x.shape[-1] + padding[0] + padding[1] > (dw_weight.shape[-1] - 1) * dilation:
-        return _impl().ConvPReLUNorm.apply(x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias,
-                                           int(dilation), int(padding[0]), int(padding[1]), norm, float(eps))
-    return reference_dwconv_prelu_norm(x, dw_weight, dw_bias, dilation, padding, prelu_weight,
-                                       norm_weight, norm_bias, norm, eps)
+        key = shape_class("dwconv_prelu_norm", x, _wants_grad(args), taps=dw_weight.shape[-1], dilation=conf[0],
+                          padding=conf[1:3], norm=norm, slopes=prelu_weight.numel(), bias=dw_bias is not None)
+        if _fused_wins(key, fused, reference, args):
+            return fused(*args)
+    return reference(*args)
 
 
 def prelu_norm(x: Tensor, prelu_weight: Tensor, norm_weight: Tensor, norm_bias: Tensor, norm: str,
                eps: float) -> Tensor:
     """``norm(prelu(x))`` on ``x [B, C, T]``; equals :func:`reference_prelu_norm`."""
     _check_norm(norm)
+    args = (x, prelu_weight, norm_weight, norm_bias)
+
+    def fused(x, s, g, beta):
+        return _impl().ConvPReLUNorm.apply(x, None, None, s, g, beta, 1, 0, 0, norm, float(eps))
+
+    def reference(x, s, g, beta):
+        return reference_prelu_norm(x, s, g, beta, norm, eps)
+
     if use_triton(x) and x.shape[-1] > 0:
-        return _impl().ConvPReLUNorm.apply(x, None, None, prelu_weight, norm_weight, norm_bias,
-                                           1, 0, 0, norm, float(eps))
-    return reference_prelu_norm(x, prelu_weight, norm_weight, norm_bias, norm, eps)
+        key = shape_class("prelu_norm", x, _wants_grad(args), norm=norm, slopes=prelu_weight.numel())
+        if _fused_wins(key, fused, reference, args):
+            return fused(*args)
+    return reference(*args)
 
 
 def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, dilation: int = 1,
@@ -170,13 +321,26 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, d
     ``residual``. Equals :func:`reference_depthwise_conv1d`."""
     if residual and weight.shape[1] != 1:
         raise ValueError("residual needs a plain depthwise conv (one input channel per group)")
+    args = (x, weight, bias)
+
+    def fused(x, w, b):
+        return _impl().DepthwiseConv1d.apply(x, w, b, int(dilation), int(padding[0]), int(padding[1]),
+                                             bool(channels_last), bool(residual))
+
+    def reference(x, w, b):
+        return reference_depthwise_conv1d(x, w, b, dilation, padding, channels_last, residual)
+
     if use_triton(x):
         t_in = x.shape[1 if channels_last else 2]
         t_out = t_in + padding[0] + padding[1] - (weight.shape[-1] - 1) * dilation
         if t_out > 0 and (not residual or t_out == t_in):
-            return _impl().DepthwiseConv1d.apply(x, weight, bias, int(dilation), int(padding[0]),
-                                                 int(padding[1]), bool(channels_last), bool(residual))
-    return reference_depthwise_conv1d(x, weight, bias, dilation, padding, channels_last, residual)
+            frames_last = x.transpose(1, 2) if channels_last else x
+            key = shape_class("depthwise_conv1d", frames_last, _wants_grad(args), groups=weight.shape[1],
+                              taps=weight.shape[-1], dilation=int(dilation), padding=(int(padding[0]), int(padding[1])),
+                              channels_last=bool(channels_last), residual=bool(residual), bias=bias is not None)
+            if _fused_wins(key, fused, reference, args):
+                return fused(*args)
+    return reference(*args)
 
 
 # ------------------------------------------------------------------------------------------

@@ -218,7 +218,7 @@ def _norm_apply(x_ptr, w_ptr, bias_ptr, slope_ptr, mu_ptr, rstd_ptr, nw_ptr, nb_
     rstd = tl.load(rstd_ptr + stat, mask=tmask, other=0.0)
     gamma = tl.load(nw_ptr + c, mask=cmask, other=0.0).to(tl.float32)
     beta = tl.load(nb_ptr + c, mask=cmask, other=0.0).to(tl.float32)
-    y = (a - mu) * rstd * gamma + beta
+    y = tl.fma(a - mu, rstd * gamma, beta)  # one rounding (beta is the same for a whole row)
     tl.store(y_ptr + b * C * T + c * T + t, y.to(y_ptr.dtype.element_ty), mask=cmask & tmask)
 
 
@@ -348,7 +348,10 @@ def _bwd_elementwise(x_ptr, w_ptr, bias_ptr, slope_ptr, mu_ptr, rstd_ptr, p_ptr,
     gamma = tl.load(nw_ptr + c, mask=cmask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + b * C * T + c * T + t, mask=m, other=0.0).to(tl.float32)
     centred = a - mu
-    da = rstd * dy * gamma + p + q * centred
+    # one rounding per term (fma): P is the same for a whole example (gLN) or frame, so
+    # fl(fl(rstd g) + P) would round every element the same way, a bias that the slope's
+    # sum over B*C*T elements accumulates (issue 23: 8-100x eager's error on the slope)
+    da = tl.fma(rstd * gamma, dy, tl.fma(q, centred, p))
     dz = tl.where(z > 0, da, sl * da)
     tl.store(dz_ptr + b * C * T + c * T + t, dz.to(dz_ptr.dtype.element_ty), mask=m)
     # per-tile partial sums [NP, C]: d gamma, d beta, d slope, d conv bias, d conv weight (K taps)
@@ -507,7 +510,7 @@ def conv_backward_weight(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
             dy, x, part, C, G, B, x.shape[-1], T_out, pad_l, dilation, t_split,
             *dy.stride(), *x.stride(), K=K, KP=triton.next_power_of_2(K), BC=BLOCK_C, BT=BLOCK_T,
             num_warps=NUM_WARPS)
-    return part.sum(0).view(C, G, K).to(weight.dtype)
+    return part.sum(0, dtype=torch.float64).view(C, G, K).to(weight.dtype)  # second stage: float64
 
 
 # ------------------------------------------------------------------------------------------
@@ -629,7 +632,9 @@ class ConvPReLUNorm(torch.autograd.Function):
         _bwd_elementwise[grid](
             x, w_arg, b_arg, prelu_weight, mu, rstd, p, q, norm_weight, dy, dz, part, *common, int(per_frame),
             NP=n_part, BC=BLOCK_C, BT=BLOCK_T, num_warps=NUM_WARPS, **flags)
-        sums = part.sum(0)  # [NP, C]
+        # second stage of the two-stage reductions (float32 per tile, then float64 across
+        # tiles and, for a single slope, channels): accurate over 10^7 elements
+        sums = part.sum(0, dtype=torch.float64)  # [NP, C]
         d_gamma = sums[0].to(norm_weight.dtype)
         d_beta = sums[1].to(nb_dtype)
         d_slope = (sums[2] if prelu_weight.numel() > 1 else sums[2].sum().view(1)).to(prelu_weight.dtype)

@@ -64,30 +64,31 @@ def main(argv: list[str] | None = None) -> int:
     kernels.use_triton = lambda x: True  # CPU tensors stand in for CUDA ones
     JITFunction.__getitem__ = compile_only  # every kernel[grid](...) compiles instead of launching
     try:
-        C = 16
-        shapes = [37] if args.quick else [37, 1]
-        for norm in kernels.NORMS:
-            for per_channel in ([False] if args.quick else [False, True]):
-                for T in shapes:
-                    x = torch.randn(2, C, T, requires_grad=True)
-                    w, b = torch.randn(C, 1, 3, requires_grad=True), torch.randn(C, requires_grad=True)
-                    slope = torch.rand(C if per_channel else 1, requires_grad=True)
-                    gamma, beta = torch.randn(C, requires_grad=True), torch.randn(C, requires_grad=True)
-                    kernels.dwconv_prelu_norm(x, w, b, 2, (2, 2), slope, gamma, beta, norm, 1e-8).sum().backward()
-                    kernels.prelu_norm(x, slope, gamma, beta, norm, 1e-8).sum().backward()
-        convs = [(True, True, 1, False), (False, False, 2, False)]
-        if not args.quick:
-            convs += [(False, False, 1, True), (True, False, 1, False)]
-        for channels_last, residual, groups, bias in convs:
-            shape = (2, 37, 8 * groups) if channels_last else (2, 8 * groups, 37)
-            x = torch.randn(*shape, requires_grad=True)
-            w = torch.randn(8, groups, 3 if args.quick else 17, requires_grad=True)
-            bb = torch.randn(8, requires_grad=True) if bias else None
-            pad = (w.shape[-1] // 2,) * 2
-            kernels.depthwise_conv1d(x, w, bb, 1, pad, channels_last, residual).sum().backward()
-            if not args.quick:  # bfloat16 storage
-                xb = x.detach().bfloat16().requires_grad_(True)
-                kernels.depthwise_conv1d(xb, w, bb, 1, pad, channels_last, residual).float().sum().backward()
+        with kernels.force("triton"):  # every kernel, whatever the dispatch policy would choose
+            C = 16
+            shapes = [37] if args.quick else [37, 1]
+            for norm in kernels.NORMS:
+                for per_channel in ([False] if args.quick else [False, True]):
+                    for T in shapes:
+                        x = torch.randn(2, C, T, requires_grad=True)
+                        w, b = torch.randn(C, 1, 3, requires_grad=True), torch.randn(C, requires_grad=True)
+                        slope = torch.rand(C if per_channel else 1, requires_grad=True)
+                        gamma, beta = torch.randn(C, requires_grad=True), torch.randn(C, requires_grad=True)
+                        kernels.dwconv_prelu_norm(x, w, b, 2, (2, 2), slope, gamma, beta, norm, 1e-8).sum().backward()
+                        kernels.prelu_norm(x, slope, gamma, beta, norm, 1e-8).sum().backward()
+            convs = [(True, True, 1, False), (False, False, 2, False)]
+            if not args.quick:
+                convs += [(False, False, 1, True), (True, False, 1, False)]
+            for channels_last, residual, groups, bias in convs:
+                shape = (2, 37, 8 * groups) if channels_last else (2, 8 * groups, 37)
+                x = torch.randn(*shape, requires_grad=True)
+                w = torch.randn(8, groups, 3 if args.quick else 17, requires_grad=True)
+                bb = torch.randn(8, requires_grad=True) if bias else None
+                pad = (w.shape[-1] // 2,) * 2
+                kernels.depthwise_conv1d(x, w, bb, 1, pad, channels_last, residual).sum().backward()
+                if not args.quick:  # bfloat16 storage
+                    xb = x.detach().bfloat16().requires_grad_(True)
+                    kernels.depthwise_conv1d(xb, w, bb, 1, pad, channels_last, residual).float().sum().backward()
     finally:
         kernels.use_triton, JITFunction.__getitem__ = original
     print(f"{len(compiled)} kernel variants compiled for sm_{args.arch} in {time.perf_counter() - t0:.1f} s "
