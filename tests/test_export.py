@@ -263,9 +263,17 @@ def test_cli_export_error_and_help(tmp_path, capsys):
 def test_cli_export_torchscript(tmp_path, capsys):
     out = tmp_path / "ctn.pt"
     assert main(["export", "convtasnet:tiny", "--format", "torchscript", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert str(out) in printed and "verified: max |torchscript - PyTorch|" in printed
     assert read_metadata(out)["model"] == "convtasnet"
+    # issue 26 item 4: each stage is announced on stderr as it begins (an export can take minutes)
+    stages = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert [s.split("] ")[1].split(" (")[0] for s in stages] == ["tracing the graph",
+                                                                 "verifying the file against the PyTorch model"]
+    for bad in ("0", "-5", "nan", "1e9"):
+        assert main(["export", "convtasnet:tiny", "--streaming", "--block-ms", bad, "--out", str(tmp_path / "b.onnx")]) == 2
+        assert "--block-ms must be a number of milliseconds" in capsys.readouterr().err
 
 
 # -- the pieces ------------------------------------------------------------------------------------

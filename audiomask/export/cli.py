@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 EXPORT_EPILOG = """\
@@ -67,13 +68,23 @@ def cmd_export(args: argparse.Namespace) -> int:
             import onnxruntime  # noqa: F401
         except ImportError as e:
             raise CLIError(f"ONNX export needs onnx and onnxruntime: pip install 'audiomask[export]' ({e})") from None
-    if args.block_ms <= 0:
-        raise CLIError(f"--block-ms must be > 0, got {args.block_ms:g}")
+    from audiomask.streaming.blocks import check_block_ms
+
+    try:
+        check_block_ms(args.block_ms)  # the bounds of `stream`
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     model = load_model_arg(args.model, "cpu")
     start = time.perf_counter()
+
+    def stage(text: str) -> None:  # progress on stderr: a large model takes minutes
+        if not args.quiet:
+            print(f"[{time.perf_counter() - start:5.1f} s] {text}", file=sys.stderr, flush=True)
+
     try:
         meta = export_model(model, args.out, args.format, streaming=args.streaming, block_ms=args.block_ms,
-                            verify=not args.no_verify, opset=args.opset, optimize=not args.no_optimize)
+                            verify=not args.no_verify, opset=args.opset, optimize=not args.no_optimize,
+                            stage=stage)
     except ExportError as e:
         raise CLIError(str(e)) from None
     if not args.quiet:

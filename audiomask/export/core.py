@@ -32,7 +32,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -186,7 +186,7 @@ def _example_inputs(model: nn.Module, graph: nn.Module) -> tuple[torch.Tensor, .
 # -- export --------------------------------------------------------------------------------------
 def export_model(model: nn.Module, path: str | os.PathLike, fmt: str = "onnx", streaming: bool = False,
                  block_ms: float = 10.0, verify: bool = True, opset: int = OPSET,
-                 optimize: bool = True) -> dict[str, Any]:
+                 optimize: bool = True, stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export ``model`` to ``path``; returns the metadata written (plus ``max_abs_error`` of the
     verification when ``verify``).
 
@@ -195,26 +195,30 @@ def export_model(model: nn.Module, path: str | os.PathLike, fmt: str = "onnx", s
     ``verify`` the written file is run (onnxruntime / ``torch.jit.load``) on random input and
     compared with the PyTorch model: offline at three lengths and two batch sizes, streaming
     block by block against ``model.stream()``; a difference above 1e-4 raises
-    :class:`ExportError` and the file is not kept.
+    :class:`ExportError` and the file is not kept. ``stage`` is called with a one-line
+    description as each step begins (the export of a large model takes minutes).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    say = stage or (lambda text: None)
     graph = build_graph(model, streaming, block_ms)
     meta = metadata(model, graph, fmt)
     path = Path(path)
     with atomic_target(path) as tmp:
         with tracing_mode(), torch.no_grad():
             if fmt == "onnx":
-                _export_onnx(model, graph, tmp, meta, opset, optimize)
+                _export_onnx(model, graph, tmp, meta, opset, optimize, say)
             else:
+                say("tracing the graph (torch.jit.trace)")
                 _export_torchscript(model, graph, tmp, meta)
         if verify:
+            say(f"verifying the file against the PyTorch model ({'block by block' if streaming else '3 lengths, 2 batch sizes'})")
             meta["max_abs_error"] = str(verify_export(model, tmp, fmt))
     return meta
 
 
 def _export_onnx(model: nn.Module, graph: nn.Module, target: Path, meta: dict[str, str], opset: int,
-                 optimize: bool = True) -> None:
+                 optimize: bool = True, say: Callable[[str], None] = lambda text: None) -> None:
     import onnx
 
     inputs = _example_inputs(model, graph)
@@ -226,6 +230,7 @@ def _export_onnx(model: nn.Module, graph: nn.Module, target: Path, meta: dict[st
         dynamic = tuple({0: batch, 1: length} for _ in inputs)
     with warnings.catch_warnings(), _quiet_loggers():
         warnings.simplefilter("ignore")
+        say("capturing the graph (torch.export)")
         try:
             # Shape guards the tracer cannot prove for every length (e.g. "this chunk padding is
             # non-zero") become runtime asserts instead of a fixed length; the verification below
@@ -235,10 +240,12 @@ def _export_onnx(model: nn.Module, graph: nn.Module, target: Path, meta: dict[st
         except Exception as e:  # torch.export raises many types; name the model and the reason
             raise ExportError(f"{model.name}: torch.export could not capture the graph: "
                               f"{type(e).__name__}: {str(e).splitlines()[0]}") from e
+        say(f"converting to ONNX (opset {opset})")
         onnx_program = torch.onnx.export(program, inputs, input_names=input_names, output_names=output_names,
                                          opset_version=opset, dynamo=True, verbose=False, optimize=False)
         proto = onnx_program.model_proto
         if optimize:  # onnxscript's graph optimizer: ~1.6x faster small-block streaming in onnxruntime
+            say("optimizing the ONNX graph (onnxscript)")
             try:
                 onnx_program.optimize()
                 proto = onnx_program.model_proto
