@@ -165,3 +165,19 @@ def test_turn_taking_recording_keeps_each_speaker_on_one_output(valid_files):
     from audiomask.streaming.chunked import keep_speakers
 
     assert _si_sdri(keep_speakers(plain, model.sample_rate), src, mix) > 8.0
+
+
+def test_keep_speakers_warns_and_keeps_the_order_when_the_voices_are_too_close(valid_files, monkeypatch):
+    """Profiles closer than MIN_SEPARATION (here: any) leave the outputs as they are, with a warning."""
+    from audiomask.data.conversation import ConversationDataset
+    from audiomask.streaming import chunked
+
+    mix, src, _, meta = ConversationDataset(valid_files, 8000, duration=60, length=1, seed=1).draw(
+        0, with_meta=True)
+    flip = torch.zeros(src.shape[-1], dtype=torch.bool)
+    for n, (_, a, b) in enumerate(meta["turns"]):
+        flip[a:b] = n % 3 == 0
+    swapped = torch.where(flip, src.flip(0), src)
+    monkeypatch.setattr(chunked, "MIN_SEPARATION", float("inf"))
+    with pytest.warns(UserWarning, match="too alike"):
+        assert torch.equal(chunked.keep_speakers(swapped, 8000), swapped)

@@ -208,8 +208,8 @@ def keep_speakers(est: torch.Tensor, rate: int, iterations: int = 8, fade_ms: fl
                 seconds[k, c] = m.sum() * hop / rate
     on = seconds > 0
     both = on.all(1)
-    if seconds.sum() < 2.0 or not both.any():
-        return est  # nothing to learn the two voices from
+    if seconds.sum() < 2.0:
+        return est  # nothing to learn the voices from
     mean = np.average(feats[on], 0, seconds[on])
     z = (feats - mean) / (np.sqrt(np.average((feats[on] - mean) ** 2, 0, seconds[on])) + 1e-9)
     # where both talk, the outputs are less clean (leakage): they count for less
@@ -217,9 +217,13 @@ def keep_speakers(est: torch.Tensor, rate: int, iterations: int = 8, fade_ms: fl
 
     # Learn the two profiles (and the assignment) from several starts; keep the tightest.
     # Starts: the speaker axis (the main direction of the differences between the two outputs
-    # where both talk: two different speakers there) and the model's own order.
-    diff = z[both, 0] - z[both, 1]
-    axis = np.linalg.eigh((diff * np.minimum(*seconds[both].T)[:, None]).T @ diff)[1][:, -1]
+    # where both talk: two different speakers there; without such stretches, the main
+    # direction of all stretches) and the model's own order.
+    if both.any():
+        diff, weight = z[both, 0] - z[both, 1], np.minimum(*seconds[both].T)
+    else:
+        diff, weight = z[on], seconds[on]
+    axis = np.linalg.eigh((diff * weight[:, None]).T @ diff)[1][:, -1]
     proj = z @ axis
     high = on & (proj > np.average(proj[on], weights=seconds[on]))
     starts = [(high, on & ~high), (on & (np.arange(n_out) == 0), on & (np.arange(n_out) == 1))]
@@ -234,19 +238,19 @@ def keep_speakers(est: torch.Tensor, rate: int, iterations: int = 8, fade_ms: fl
         if best is None or scatter < best[3]:
             best = (path, profiles, held, scatter)
     if best is None:
+        warnings.warn("audiomask: too little speech on the outputs to keep the speakers apart across "
+                      "turns; the outputs may swap where one of them pauses", stacklevel=2)
         return est
     path, profiles, held, scatter = best
+    if ((profiles[0] - profiles[1]) ** 2).mean() < MIN_SEPARATION:
+        warnings.warn("audiomask: the two speakers sound too alike to keep apart across turns; "
+                      "the outputs may swap where one of them pauses", stacklevel=2)
+        return est
     # The model's own order, one speaker per output, explains the stretches about as well:
     # it was right (the model kept the speakers apart), keep it.
     kept = np.stack([np.average(z[:, c], 0, seconds[:, c]) for c in range(n_out)])
     kept_scatter = sum((seconds[:, c] * ((z[:, c] - kept[c]) ** 2).mean(-1)).sum() for c in range(n_out))
     if scatter > (1 - MIN_GAIN) * kept_scatter / seconds.sum():
-        return est
-
-    separation = ((profiles[0] - profiles[1]) ** 2).mean()
-    if separation < MIN_SEPARATION:
-        warnings.warn("audiomask: the two speakers sound too alike to keep apart across turns; "
-                      "the outputs may swap where one of them pauses", stacklevel=2)
         return est
     # name the speakers after the output each mostly came out of
     if held[0, 1] + held[1, 0] > held[0, 0] + held[1, 1]:
