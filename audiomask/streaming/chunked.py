@@ -88,7 +88,8 @@ def separate_chunked(model: torch.nn.Module, mix: torch.Tensor, window: int | No
         out[..., written_to:end] = est[..., shared:]
         written_to = end
     if track_speakers and len(starts) > 1 and model.n_src == 2:
-        out = torch.stack([keep_speakers(o, rate) for o in out])
+        for b in range(out.shape[0]):
+            out[b] = keep_speakers(out[b], rate)
     return out[0] if unbatched else out
 
 
@@ -111,18 +112,25 @@ MIN_SEPARATION = 0.5  # profiles closer than this (mean squared standardised cep
 
 
 def _frame_features(est: torch.Tensor, rate: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per output and STFT frame (32 ms, half overlap): energy ``[C, N]`` and cepstra
-    ``[C, CEPSTRA, N]``; computed a minute at a time so memory stays small."""
+    """Per output and STFT frame (32 ms Hann, half overlap, frame ``n`` centred on sample
+    ``n · hop``): energy ``[C, N]`` and cepstra ``[C, CEPSTRA, N]``. Computed a minute of
+    frames at a time, so memory stays a small fraction of the signal's."""
     from scipy.fft import dct
 
     n_fft = 1 << int(round(math.log2(0.032 * rate)))
     hop = n_fft // 2
     window = torch.hann_window(n_fft, dtype=torch.float64)
-    spec = torch.stft(est.double(), n_fft, hop, window=window, center=True, return_complex=True)
+    length = est.shape[-1]
+    n_frames = length // hop + 1
     energies, cepstra = [], []
     step = max(1, int(60 * rate / hop))
-    for a in range(0, spec.shape[-1], step):
-        power = spec[..., a : a + step].abs().square().numpy()  # C F n
+    for a in range(0, n_frames, step):
+        n = min(step, n_frames - a)
+        lo, hi = a * hop - n_fft // 2, (a + n - 1) * hop + n_fft // 2 + 1
+        x = est[:, max(0, lo) : min(length, hi)].double()
+        x = torch.nn.functional.pad(x, (max(0, -lo), max(0, hi - length)))
+        power = torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True
+                           ).abs().square().numpy()[..., :n]  # C F n
         energies.append(power.sum(1))
         log_power = np.log(power + 1e-10 * power.mean() + 1e-30)
         cepstra.append(dct(log_power, type=2, norm="ortho", axis=1)[:, 1 : CEPSTRA + 1])
@@ -253,17 +261,22 @@ def keep_speakers(est: torch.Tensor, rate: int, iterations: int = 8, fade_ms: fl
     if scatter > (1 - MIN_GAIN) * kept_scatter / seconds.sum():
         return est
     # name the speakers after the output each mostly came out of
+    swapped = np.array([perms[j][0] == 1 for j in path])
     if held[0, 1] + held[1, 0] > held[0, 0] + held[1, 1]:
-        path = np.array([perms.index(tuple(1 - s for s in perms[j])) for j in path])
-    gains = torch.zeros(len(perms), est.shape[-1], dtype=torch.float64)
-    for k, j in enumerate(path):
-        gains[j, bounds[k] * hop : bounds[k + 1] * hop] = 1.0
-    gains[path[-1], bounds[-1] * hop :] = 1.0
-    fade = max(1, int(fade_ms * 1e-3 * rate)) | 1
-    gains = torch.nn.functional.conv1d(gains[:, None], torch.full((1, 1, fade), 1.0 / fade, dtype=torch.float64),
-                                       padding=fade // 2)[:, 0]
-    out = torch.zeros_like(est)
-    for j, p in enumerate(perms):
-        for c, s in enumerate(p):
-            out[s] += (gains[j] * est[c]).to(est.dtype)
+        swapped = ~swapped
+    if not swapped.any():
+        return est
+    edges = bounds * hop  # stretch k is est[:, edges[k]:edges[k + 1]]
+    edges[-1] = est.shape[-1]
+    out = est.clone()
+    for k in np.flatnonzero(swapped):
+        out[:, edges[k] : edges[k + 1]] = est[:, edges[k] : edges[k + 1]].flip(0)
+    # cross-fade where the order changes
+    half = max(1, int(fade_ms * 1e-3 * rate) // 2)
+    for k in np.flatnonzero(swapped[1:] != swapped[:-1]) + 1:
+        a, b = max(0, edges[k] - half), min(est.shape[-1], edges[k] + half)
+        ramp = torch.linspace(0.0, 1.0, b - a + 2, dtype=est.dtype)[1:-1]
+        before = est[:, a:b].flip(0) if swapped[k - 1] else est[:, a:b]
+        after = est[:, a:b].flip(0) if swapped[k] else est[:, a:b]
+        out[:, a:b] = before * (1 - ramp) + after * ramp
     return out
