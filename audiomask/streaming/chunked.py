@@ -113,28 +113,29 @@ MIN_SEPARATION = 0.5  # profiles closer than this (mean squared standardised cep
 
 def _frame_features(est: torch.Tensor, rate: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Per output and STFT frame (32 ms Hann, half overlap, frame ``n`` centred on sample
-    ``n · hop``): energy ``[C, N]`` and cepstra ``[C, CEPSTRA, N]``. Computed a minute of
+    ``n · hop``): energy ``[C, N]`` and cepstra ``[C, CEPSTRA, N]``. Computed ten seconds of
     frames at a time, so memory stays a small fraction of the signal's."""
     from scipy.fft import dct
 
     n_fft = 1 << int(round(math.log2(0.032 * rate)))
     hop = n_fft // 2
-    window = torch.hann_window(n_fft, dtype=torch.float64)
+    window = torch.hann_window(n_fft)
     length = est.shape[-1]
     n_frames = length // hop + 1
-    energies, cepstra = [], []
-    step = max(1, int(60 * rate / hop))
+    energy = np.empty((est.shape[0], n_frames), dtype=np.float64)
+    cepstra = np.empty((est.shape[0], CEPSTRA, n_frames), dtype=np.float32)
+    step = max(1, int(10 * rate / hop))
     for a in range(0, n_frames, step):
         n = min(step, n_frames - a)
         lo, hi = a * hop - n_fft // 2, (a + n - 1) * hop + n_fft // 2 + 1
-        x = est[:, max(0, lo) : min(length, hi)].double()
+        x = est[:, max(0, lo) : min(length, hi)].float()
         x = torch.nn.functional.pad(x, (max(0, -lo), max(0, hi - length)))
         power = torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True
                            ).abs().square().numpy()[..., :n]  # C F n
-        energies.append(power.sum(1))
+        energy[:, a : a + n] = power.sum(1, dtype=np.float64)
         log_power = np.log(power + 1e-10 * power.mean() + 1e-30)
-        cepstra.append(dct(log_power, type=2, norm="ortho", axis=1)[:, 1 : CEPSTRA + 1])
-    return np.concatenate(energies, -1), np.concatenate(cepstra, -1), hop
+        cepstra[..., a : a + n] = dct(log_power, type=2, norm="ortho", axis=1)[:, 1 : CEPSTRA + 1]
+    return energy, cepstra, hop
 
 
 def _stretches(energy: np.ndarray, frames_per_s: float) -> tuple[np.ndarray, np.ndarray]:
