@@ -83,6 +83,7 @@ def _bad_inputs(tmp_path, speech_files):
     return bad
 
 
+@pytest.mark.slow  # separates many crafted inputs (~15 s); CI runs it with -m slow
 def test_bad_inputs_give_one_line_errors_and_no_output(speech_files, tiny_checkpoint, tmp_path):
     for name, (path, problem) in _bad_inputs(tmp_path, speech_files).items():
         out = tmp_path / f"out-{name}"

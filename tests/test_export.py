@@ -94,6 +94,7 @@ _MODELS = {
 
 
 # -- offline ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # exports and runs whole models through onnxruntime (tens of seconds each); CI runs it
 @pytest.mark.parametrize("key", ["ctn", "ctn-causal", "tiger", "mossformer2"])
 def test_offline_onnx_equals_pytorch_at_any_length(exported, speech, key):
     model, path = exported(key)
@@ -106,6 +107,7 @@ def test_offline_onnx_equals_pytorch_at_any_length(exported, speech, key):
         assert max_error(out, ref) <= TOL, (key, batch, length)
 
 
+@pytest.mark.slow  # exports and runs whole models through onnxruntime (tens of seconds each); CI runs it
 def test_offline_aec_onnx_equals_pytorch(exported, speech):
     model, path = exported("aec")
     gen, session = torch.Generator().manual_seed(0), ort_session(path)
@@ -135,6 +137,7 @@ def stream_pytorch(session, blocks):
         return [session.process(*b) for b in blocks]
 
 
+@pytest.mark.slow  # exports and runs whole models through onnxruntime (tens of seconds each); CI runs it
 @pytest.mark.parametrize("length", [8000, 8000 + 37])
 def test_streaming_onnx_equals_pytorch_stream_block_by_block(exported, speech, length):
     model, path = exported("ctn-causal-stream")

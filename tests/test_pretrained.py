@@ -42,6 +42,7 @@ def mean_si_sdri(model, data) -> float:
     return sum(gains) / len(gains)
 
 
+@pytest.mark.slow  # re-measures the card on 100 validation mixtures (minutes); CI runs it with -m slow
 @pytest.mark.parametrize("name,floor_db", [("convtasnet-mini2mix", 8.0), ("convtasnet-mini2mix-causal", 2.0)])
 def test_shipped_models_reach_their_card_on_unseen_speakers(name, floor_db, validation_mixtures):
     """The SI-SDRi in each checkpoint's metadata (and MODEL_CARD.md) is what it measures."""
@@ -76,6 +77,7 @@ def _turn_taking(voices, seconds=60, turn=4.0, overlap=1.0, rate=8000, seed=0):
     return src, t, o
 
 
+@pytest.mark.slow  # separates long validation recordings (about a minute); CI runs it with -m slow
 def test_chunked_inference_never_swaps_speakers_and_matches_full_quality(validation_mixtures):
     from audiomask.audio import read_audio
     from audiomask.streaming import separate_chunked

@@ -41,6 +41,7 @@ def write_config(tmp_path, speech_dir, **sections):
     return path
 
 
+@pytest.mark.slow  # trains for tens of seconds; CI runs it with -m slow
 def test_tiny_model_overfits_one_batch(speech_files):
     """Learning works: one fixed real two-speaker batch reaches > 20 dB SI-SDR."""
     import soundfile as sf
@@ -85,6 +86,7 @@ def test_resume_is_bit_exact(small_speech_dir, tmp_path):
     assert steps == sorted(set(steps)), "log rows must not repeat after resume"
 
 
+@pytest.mark.slow  # trains for tens of seconds; CI runs it with -m slow
 def test_resume_after_sigkill_matches(small_speech_dir, tmp_path):
     """A real process killed mid-run and restarted with the same command ends identical."""
     conf = write_config(tmp_path, small_speech_dir, optim={"steps": 40}, run={"checkpoint_every": 5})
