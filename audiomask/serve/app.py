@@ -65,11 +65,11 @@ try:
 except ImportError as _e:  # the serve extra
     raise ImportError(f"the server needs FastAPI and uvicorn: pip install 'audiomask[serve]' ({_e})") from None
 
-from audiomask.audio import AudioError
+from audiomask.audio import MAX_SAMPLE_RATE, AudioError
 from audiomask.serve.audio_bytes import decode_audio, looks_like_audio, probe_duration, safe_stem, zip_sources
 
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed beyond max_bytes
-RATE_RANGE = (1_000, 768_000)  # sample rates (Hz) an upload may declare
+RATE_RANGE = (1_000, MAX_SAMPLE_RATE)  # sample rates (Hz) an upload may declare (read_audio's ceiling)
 STREAM_FORMATS = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 HEADER_KEYS = ("sample_rate", "format")
 STREAM_TIME_FACTOR = 2.0  # a stream may stay open this many times max_seconds (wall clock)
