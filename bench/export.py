@@ -29,7 +29,7 @@ import torch
 import audiomask
 from audiomask.audio import resample
 from audiomask.export import OnnxStreamer, export_model
-from audiomask.export.core import onnx_session
+from audiomask.export.files import onnx_session
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRI = ROOT.parent / "shared" / "data" / "librispeech-mini"

@@ -14,10 +14,9 @@ from audiomask.export.core import (
     build_graph,
     check_exportable,
     export_model,
-    read_metadata,
-    run_offline,
     verify_export,
 )
+from audiomask.export.files import read_metadata, run_offline
 from audiomask.export.graphs import ExportError
 from audiomask.export.streamer import OnnxStreamer, Streamer, TorchScriptStreamer, open_streamer
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiomask.export.files import META_FILE, no_jit_deprecation, read_metadata, run_offline
 from audiomask.export.graphs import (
     AECStream,
     ConvTasNetStream,
@@ -53,7 +54,6 @@ from audiomask.fileio import atomic_target
 FORMATS = ("onnx", "torchscript")
 OPSET = 18
 TOLERANCE = 1e-4  # max |exported - PyTorch| that verification accepts
-META_FILE = "audiomask.json"  # the metadata inside a TorchScript archive
 
 STREAMING_USAGE = (
     "Run `out, *state = graph(block, *state)` once per block of block_size samples (float32 [1, "
@@ -267,21 +267,8 @@ def _export_torchscript(model: nn.Module, graph: nn.Module, target: Path, meta: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings: the verification checks other lengths
         traced = torch.jit.trace(graph, inputs, check_trace=False)
-    with _no_jit_deprecation():
+    with no_jit_deprecation():
         torch.jit.save(traced, str(target), _extra_files={META_FILE: json.dumps(meta)})
-
-
-def load_torchscript(path: str | os.PathLike, extra_files: dict[str, str] | None = None) -> torch.jit.ScriptModule:
-    """``torch.jit.load`` without its deprecation warning (the user asked for TorchScript)."""
-    with _no_jit_deprecation():
-        return torch.jit.load(os.fspath(path), _extra_files=extra_files if extra_files is not None else {})
-
-
-@contextlib.contextmanager
-def _no_jit_deprecation() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit", category=DeprecationWarning)
-        yield
 
 
 @contextlib.contextmanager
@@ -297,28 +284,6 @@ def _quiet_loggers() -> Iterator[None]:
 
 
 # -- verification --------------------------------------------------------------------------------
-def run_offline(path: str | os.PathLike, fmt: str, *signals: np.ndarray) -> np.ndarray:
-    """Run an exported offline file on float32 ``[batch, T]`` inputs (onnxruntime, CPU)."""
-    if fmt == "onnx":
-        session = onnx_session(path)
-        names = [i.name for i in session.get_inputs()]
-        return session.run(None, {n: np.ascontiguousarray(s, dtype=np.float32) for n, s in zip(names, signals)})[0]
-    module = load_torchscript(path)
-    with torch.no_grad():
-        return module(*(torch.from_numpy(np.asarray(s, dtype=np.float32)) for s in signals)).numpy()
-
-
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """An onnxruntime CPU session (``threads``: intra-op threads; default: onnxruntime's)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def verify_export(model: nn.Module, path: str | os.PathLike, fmt: str) -> float:
     """Max |exported − PyTorch| on random input; :class:`ExportError` above :data:`TOLERANCE`."""
     meta = read_metadata(path)
@@ -357,25 +322,3 @@ def _max_error(out: np.ndarray, ref: np.ndarray, name: str) -> float:
     if not error <= TOLERANCE:
         raise ExportError(f"{name}: exported output differs from PyTorch by {error:.3g} (> {TOLERANCE:g})")
     return error
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The audiomask metadata of an exported ``.onnx`` or TorchScript file."""
-    path = Path(path)
-    try:
-        if _is_zip(path):  # TorchScript archives are zip files
-            extra = {META_FILE: ""}
-            load_torchscript(path, extra)
-            meta = json.loads(extra[META_FILE] or "{}")
-        else:
-            meta = dict(onnx_session(path).get_modelmeta().custom_metadata_map)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise ExportError(f"{path}: not an exported model ({e})") from None
-    if "kind" not in meta:
-        raise ExportError(f"{path}: no audiomask metadata (not exported by audiomask export)")
-    return meta
-
-
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"

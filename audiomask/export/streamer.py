@@ -134,7 +134,7 @@ class TorchScriptStreamer(Streamer):
     def __init__(self, path: str | os.PathLike) -> None:
         import torch
 
-        from audiomask.export.core import META_FILE, load_torchscript
+        from audiomask.export.files import META_FILE, load_torchscript
 
         extra = {META_FILE: ""}
         self.module = load_torchscript(path, extra)

@@ -31,7 +31,8 @@ from typing import Any, Mapping
 import torch
 
 from audiomask.interop.convtasnet import unwrap_state_dict
-from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict, state_dict_problems
+from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict
+from audiomask.state_dicts import state_dict_problems
 from audiomask.models.mossformer import MossFormer, MossFormer2
 
 # (authors' key, audiomask key, reshape). Placeholders: {i} layer, {k} the authors' 1-based

@@ -30,7 +30,8 @@ import torch
 
 from audiomask.interop.convtasnet import unwrap_state_dict
 from audiomask.maskers.tiger import band_widths
-from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict, state_dict_problems
+from audiomask.models.checkpoint import CheckpointError, build_checked, check_state_dict
+from audiomask.state_dicts import state_dict_problems
 from audiomask.models.tiger import TIGER
 
 SOURCE = "look2hear-tiger"

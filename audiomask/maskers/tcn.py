@@ -132,7 +132,7 @@ class TCNMasker(nn.Module):
         depth. The shallower model's last residual conv, which never reached its output, is
         zero too (it now feeds the added blocks). ``state`` has this module's keys (no
         ``masker.`` prefix); raises :class:`ValueError` naming the tensors that do not fit."""
-        from audiomask.models.checkpoint import state_dict_problems
+        from audiomask.state_dicts import state_dict_problems
 
         n_old = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
         own = self.state_dict()

@@ -9,13 +9,14 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from audiomask.fileio import atomic_target
+from audiomask.state_dicts import state_dict_problems
 from audiomask.models.registry import get_model_class
 from audiomask.models.schema import config_problems
 
@@ -134,23 +135,6 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     if bad:
         raise CheckpointError(f"{source}: non-finite weights (NaN or Inf) in {bad[:3]}"
                               f"{' …' if len(bad) > 3 else ''} ({len(bad)} tensors)")
-
-
-def state_dict_problems(expected: Mapping[str, Sequence[int]], state: Mapping[str, torch.Tensor]) -> list[str]:
-    """What is wrong with ``state`` against ``expected`` (name → shape): the missing and the
-    unexpected names (the first five of each, and how many) and every mis-shaped tensor.
-    Empty when ``state`` fits. Converters call it with the foreign toolkit's names."""
-    problems: list[str] = []
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    if missing:
-        problems.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''} ({len(missing)})")
-    if extra:
-        problems.append(f"unexpected {extra[:5]}{' …' if len(extra) > 5 else ''} ({len(extra)})")
-    for k, shape in expected.items():
-        if k in state and tuple(state[k].shape) != tuple(shape):
-            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(shape)}")
-    return problems
 
 
 def pretrained_models() -> dict[str, Path]:

@@ -1,4 +1,7 @@
-"""Model registry: names → model classes, ``build``, and one-line descriptions."""
+"""Model registry: names → model classes, ``build``, and one-line descriptions.
+
+The model modules register themselves (``@register_model``) when ``audiomask.models`` is
+imported, which Python does before it imports this module; the registry imports none of them."""
 
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ def register_model(cls: type) -> type:
 
 
 def get_model_class(name: str) -> type:
-    _import_all()
     try:
         return MODELS[name.lower()]
     except KeyError:
@@ -72,13 +74,5 @@ def describe_preset(name: str, preset: str) -> str:
 
 def list_models() -> dict[str, list[str]]:
     """``{model name: [preset names]}`` of every registered model."""
-    _import_all()
     return {name: sorted(cls.presets) for name, cls in sorted(MODELS.items())}
 
-
-def _import_all() -> None:
-    # Importing the model modules runs their @register_model decorators.
-    import audiomask.models.aec  # noqa: F401
-    import audiomask.models.convtasnet  # noqa: F401
-    import audiomask.models.mossformer  # noqa: F401
-    import audiomask.models.tiger  # noqa: F401

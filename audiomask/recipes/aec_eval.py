@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pesq", action="store_true", help="skip PESQ even when installed")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from audiomask.cli import CLIError, load_model_arg
+    from audiomask.cli.common import CLIError, load_model_arg
     from audiomask.echo_cancellation import check_aec_model
 
     try:

@@ -323,7 +323,7 @@ class Trainer:
 
     def _check_same_model(self, state: dict[str, Any]) -> None:
         """A run resumes only into the model it was trained as (not another preset or size)."""
-        from audiomask.models.checkpoint import state_dict_problems
+        from audiomask.state_dicts import state_dict_problems
 
         theirs, mine = state.get("model_config"), self._model_config()
         if theirs is not None:

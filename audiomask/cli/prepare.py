@@ -64,7 +64,7 @@ def add_prepare_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Run ``audiomask prepare``; problems become ``audiomask: error: …`` and exit code 2."""
-    from audiomask.cli import CLIError
+    from audiomask.cli.common import CLIError
 
     try:
         result = prepare(args.dataset, args.root, args.out, sample_rate=args.sample_rate, mode=args.mode,

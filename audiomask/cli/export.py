@@ -59,7 +59,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from audiomask.cli import CLIError, load_model_arg
+    from audiomask.cli.common import CLIError, load_model_arg
     from audiomask.export import ExportError, export_model
 
     if args.format == "onnx":

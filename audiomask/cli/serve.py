@@ -65,7 +65,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
-    from audiomask.cli import CLIError, load_model_arg
+    from audiomask.cli.common import CLIError, load_model_arg
     from audiomask.serve import SERVE_EXTRA_HINT
 
     try:
