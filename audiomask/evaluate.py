@@ -112,42 +112,16 @@ class EvaluationSummary:
 # --------------------------------------------------------------------------- #
 # statistics
 # --------------------------------------------------------------------------- #
-def _t_two_sided_cdf(t: float, df: int) -> float:
-    """``P(|T| < t)`` for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4)."""
-    theta = math.atan(t / math.sqrt(df))
-    c2 = math.cos(theta) ** 2
-    if df % 2 == 0:  # sin θ · Σ_{j=0}^{df/2-1} Π_{i≤j} (2i-1)/(2i) · cos^{2j} θ
-        j = np.arange(1, df // 2)
-        terms = np.cumprod((2 * j - 1) / (2 * j) * c2)
-        return math.sin(theta) * (1.0 + float(terms.sum()))
-    if df == 1:
-        return 2 * theta / math.pi
-    # (2/π)(θ + sin θ cos θ · Σ_{j=0}^{(df-3)/2} Π_{i≤j} (2i)/(2i+1) · cos^{2j} θ)
-    j = np.arange(1, (df - 1) // 2)
-    terms = np.cumprod((2 * j) / (2 * j + 1) * c2)
-    return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * (1.0 + float(terms.sum())))
-
-
 def t_critical(df: int, confidence: float = 0.95) -> float:
-    """Two-sided critical value ``t`` with ``P(|T_df| < t) = confidence`` (integer ``df >= 1``),
-    e.g. ``t_critical(2) = 4.3027``, ``t_critical(30) = 2.0423``. Bisection to ~1e-12."""
+    """Two-sided critical value ``t`` with ``P(|T_df| < t) = confidence`` (``df >= 1``), e.g.
+    ``t_critical(2) = 4.3027``, ``t_critical(30) = 2.0423`` (``scipy.stats.t``)."""
+    from scipy.stats import t as student_t
+
     if df < 1 or int(df) != df:
         raise ValueError(f"df must be a positive integer, got {df}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    df = int(df)
-    lo, hi = 0.0, 2.0
-    while _t_two_sided_cdf(hi, df) < confidence:
-        lo, hi = hi, hi * 2
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_two_sided_cdf(mid, df) < confidence:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+    return float(student_t.ppf(0.5 + confidence / 2, int(df)))
 
 
 def _stats(values: Sequence[float]) -> MetricStats:

@@ -340,60 +340,6 @@ def pairwise_sdr(
 # --------------------------------------------------------------------------- #
 # Assignment
 # --------------------------------------------------------------------------- #
-def _linear_sum_assignment(cost: np.ndarray) -> np.ndarray:
-    """Minimum-cost assignment (Hungarian / Jonker-Volgenant shortest augmenting path).
-
-    Args:
-        cost: ``[n, m]`` finite float array with ``n <= m``.
-
-    Returns:
-        ``col`` of shape ``[n]``: row ``i`` is assigned to column ``col[i]``,
-        minimising ``sum_i cost[i, col[i]]``.  O(n^2 m).
-    """
-    cost = np.asarray(cost, dtype=np.float64)
-    n, m = cost.shape
-    if n > m:
-        raise ValueError("cost matrix must have n_rows <= n_cols")
-    # 1-based potentials; column 0 is a virtual column.
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    p = np.zeros(m + 1, dtype=np.int64)  # p[j]: row matched to column j (0 = none)
-    way = np.zeros(m + 1, dtype=np.int64)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            free = ~used[1:]
-            cur = cost[i0 - 1] - u[i0] - v[1:]
-            better = free & (cur < minv[1:])
-            minv[1:][better] = cur[better]
-            way[1:][better] = j0
-            cand = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(cand)) + 1
-            delta = cand[j1 - 1]
-            u[p[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:  # augment along the alternating path
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    col = np.empty(n, dtype=np.int64)
-    for j in range(1, m + 1):
-        if p[j] != 0:
-            col[p[j] - 1] = j - 1
-    return col
-
-
 def _finite_scores(scores: Tensor) -> Tensor:
     """Make ``[B, n, n]`` score matrices finite for the assignment search.
 
@@ -436,11 +382,13 @@ def _best_perm(matrix: Tensor, method: str) -> Tensor:
         total = m[:, perms, torch.arange(n, device=m.device)].sum(dim=-1)  # [B, P]
         return perms[total.argmax(dim=-1)]
     if method == "hungarian":
+        from scipy.optimize import linear_sum_assignment
+
         scores = _finite_scores(matrix.detach().to(device="cpu", dtype=torch.float64)).numpy()
         out = np.empty((batch, n), dtype=np.int64)
         for b in range(batch):
-            # rows = references, columns = estimates, minimise -score
-            out[b] = _linear_sum_assignment(-scores[b].T)
+            # rows = references, columns = estimates: the estimate given to each reference
+            out[b] = linear_sum_assignment(scores[b].T, maximize=True)[1]
         return torch.from_numpy(out).to(matrix.device)
     raise ValueError(f"unknown method {method!r}; use 'auto', 'exhaustive' or 'hungarian'")
 
@@ -486,7 +434,7 @@ def pit(
           mean if ``reduction="mean"``; differentiable.
 
     The permutation search itself runs on detached values (exhaustive search
-    vectorised on the input device, Hungarian in numpy on CPU).
+    vectorised on the input device, Hungarian by scipy on CPU).
     """
     _check_time(est, ref)
     if est.shape != ref.shape:

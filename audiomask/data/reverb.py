@@ -64,10 +64,6 @@ def direct_path_index(rir: np.ndarray, sample_rate: int, threshold: float = 0.5,
     return onset + int(np.argmax(a[onset:stop]))
 
 
-def _fft_size(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
 def convolve(source: np.ndarray, rir: np.ndarray, direct: int = 0) -> np.ndarray:
     """Reverberant image of ``source``: FFT convolution with ``rir``, trimmed to
     ``len(source)`` and aligned on the direct path (output ``t`` = full convolution
@@ -77,9 +73,9 @@ def convolve(source: np.ndarray, rir: np.ndarray, direct: int = 0) -> np.ndarray
     n = len(source)
     if not 0 <= direct < len(rir):
         raise ValueError(f"direct-path index {direct} outside the RIR (length {len(rir)})")
-    nfft = _fft_size(n + len(rir) - 1)
-    full = np.fft.irfft(np.fft.rfft(source, nfft) * np.fft.rfft(rir, nfft), nfft)
-    return full[direct : direct + n]
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(source, rir)[direct : direct + n]
 
 
 # ----------------------------------------------------------------------------- measured
