@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import torch
 
+from audiomask.metrics.permutation import _best_perm
 from audiomask.metrics import (
-    _best_perm,
     pairwise_sdr,
     pairwise_si_sdr,
     pit,
