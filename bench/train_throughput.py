@@ -9,11 +9,18 @@ one run, after ``--warmup`` untimed steps each.
 
     python bench/train_throughput.py --presets paper small --batch 4 --seconds 2 --threads 2
     python bench/train_throughput.py --presets paper convtasnet-mini2mix
+    python bench/train_throughput.py --presets small paper --threads 1 --paths   # fused vs module
+
+``--paths`` measures each preset twice in one run: the fused CPU training blocks
+(``audiomask.maskers.tcn_train``) forced, then autograd through the modules forced, and prints
+their ratio: what ``kernels.POLICY`` decides between on each machine (and CPU model).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import platform
 import time
@@ -21,11 +28,17 @@ import time
 import torch
 
 import audiomask
+from audiomask import kernels, native
 from audiomask.losses import pit_si_sdr_loss
 from audiomask.models.checkpoint import pretrained_models
 
 
-def measure(preset: str, batch: int, seconds: float, steps: int, warmup: int) -> dict:
+def measure(preset: str, batch: int, seconds: float, steps: int, warmup: int, path: str = "auto") -> dict:
+    """One preset's training steps; ``path``: ``auto`` (the policy's choice), ``fused`` or
+    ``module`` (forced)."""
+    if path != "auto":
+        with _forced(path):
+            return {**measure(preset, batch, seconds, steps, warmup), "path": path}
     torch.manual_seed(0)
     if preset in pretrained_models():
         model = audiomask.load(preset).train().requires_grad_(True)
@@ -50,6 +63,19 @@ def measure(preset: str, batch: int, seconds: float, steps: int, warmup: int) ->
             "samples_per_s": round(batch / step_s, 2), "audio_s_per_s": round(batch * seconds / step_s, 2)}
 
 
+@contextlib.contextmanager
+def _forced(path: str):
+    """The fused CPU blocks (a policy that always measures them faster) or the module path."""
+    old_policy, old_enabled = kernels.POLICY, native.ENABLED
+    fused_first = itertools.cycle([0.0, 1.0])  # the policy times the fused path first
+    kernels.POLICY = kernels.Policy(timer=lambda fn: next(fused_first))
+    native.ENABLED = old_enabled and path == "fused"
+    try:
+        yield
+    finally:
+        kernels.POLICY, native.ENABLED = old_policy, old_enabled
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["paper", "small"],
@@ -59,14 +85,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--paths", action="store_true", help="each preset with the fused blocks, then the module path")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}")
-    rows = [measure(pr, args.batch, args.seconds, args.steps, args.warmup) for pr in args.presets]
+    paths = ["fused", "module"] if args.paths else ["auto"]
+    rows = [measure(pr, args.batch, args.seconds, args.steps, args.warmup, path) for pr in args.presets
+            for path in paths]
+    if args.paths:
+        for fused, module in zip(rows[::2], rows[1::2]):
+            print(f"{fused['preset']:<22} fused {fused['s_per_step']:.3f} s/step, module {module['s_per_step']:.3f} "
+                  f"s/step: fused/module speed {module['s_per_step'] / fused['s_per_step']:.2f}x")
     print(f"{'preset':<22}{'params':>11}{'s/step':>9}{'steps/s':>9}{'samples/s':>11}{'audio s/s':>11}")
     for r in rows:
-        print(f"{r['preset']:<22}{r['parameters']:>11,}{r['s_per_step']:>9.3f}{r['steps_per_s']:>9.3f}"
+        print(f"{r['preset'] + (' ' + r['path'] if 'path' in r else ''):<22}{r['parameters']:>11,}{r['s_per_step']:>9.3f}{r['steps_per_s']:>9.3f}"
               f"{r['samples_per_s']:>11.2f}{r['audio_s_per_s']:>11.2f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -18,7 +18,9 @@ imports, the code is not being traced/compiled, and ``AUDIOMASK_KERNELS`` is not
 ``reference`` (:func:`use_triton`). Whether it then does is the :class:`Policy`'s call, so that
 a fused kernel runs only where it is faster than the PyTorch reference: a documented rule
 (:data:`REFERENCE_RULES`), else both paths timed once per shape class and the faster one
-cached. ``AUDIOMASK_KERNELS``:
+cached. The same policy decides, on the CPU, between the C-fused TCN training blocks
+(:func:`audiomask.maskers.tcn_train.use_fused`) and autograd through the modules, timed with
+the wall clock; ``export``/``restore`` carry its measured choices through a training run's state. ``AUDIOMASK_KERNELS``:
 
 * ``auto`` (default): as above;
 * ``reference``: always the PyTorch reference;
@@ -38,6 +40,7 @@ import contextlib
 import functools
 import os
 import statistics
+import time
 from typing import Callable, Dict, Hashable, Iterator, Optional, Tuple
 
 import torch
@@ -184,6 +187,15 @@ def _cuda_ms(fn: Callable[[], object], iters: int = 3) -> float:
     return statistics.median(times)
 
 
+def _cpu_ms(fn: Callable[[], object]) -> float:
+    """Wall-clock milliseconds of one ``fn()`` after one warm-up call (CPU shape classes are
+    whole training or inference passes: seconds each, so one timed call)."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - start)
+
+
 class Policy:
     """Chooses ``"triton"`` or ``"reference"`` for a shape class (:func:`shape_class`).
 
@@ -198,14 +210,19 @@ class Policy:
     def __init__(self, timer: Optional[Callable[[Callable[[], object]], float]] = None,
                  rules: Tuple[Tuple[str, Callable[[tuple], bool]], ...] = REFERENCE_RULES,
                  margin: float = 0.02) -> None:
-        self.timer = timer or _cuda_ms
+        self.timer = timer  # None: CUDA events for CUDA shape classes, the wall clock for CPU ones
         self.rules = rules
         self.margin = margin
         self.choices: Dict[Hashable, Tuple[str, str]] = {}
+        self.restored: Dict[str, str] = {}  # repr(shape class) -> choice, from a run's state
 
     def choose(self, key: tuple, run_fused: Callable[[], object], run_reference: Callable[[], object]) -> str:
         if key in self.choices:
             return self.choices[key][0]
+        restored = self.restored.get(repr(key))
+        if restored is not None:
+            self.choices[key] = (restored, "measured: restored from the run's state")
+            return restored
         for reason, applies in self.rules:
             if applies(key):
                 self.choices[key] = ("reference", f"rule: {reason}")
@@ -213,7 +230,8 @@ class Policy:
         if _capturing():
             return "reference"  # not cached: measured on the first call outside capture
         try:
-            fused_ms, reference_ms = self.timer(run_fused), self.timer(run_reference)
+            timer = self.timer or (_cpu_ms if ("device", "cpu") in key else _cuda_ms)
+            fused_ms, reference_ms = timer(run_fused), timer(run_reference)
         except RuntimeError as e:  # e.g. out of memory for the trial's outputs: the reference, no retry
             self.choices[key] = ("reference", f"not measured: {type(e).__name__}: {e}"[:200])
             return "reference"
@@ -221,9 +239,19 @@ class Policy:
         self.choices[key] = (choice, f"measured: fused {fused_ms:.4g}, reference {reference_ms:.4g}")
         return choice
 
+    def export(self) -> Dict[str, str]:
+        """The measured choices as ``{repr(shape class): choice}`` (a training run stores them
+        with its state, so a resumed run takes the same paths and stays bit-exact)."""
+        return {repr(k): c for k, (c, why) in self.choices.items() if why.startswith("measured")}
+
+    def restore(self, choices: Dict[str, str]) -> None:
+        """Take back choices :meth:`export` wrote (for the shape classes they name)."""
+        self.restored.update(choices)
+
     def clear(self) -> None:
         """Forget every measured choice (e.g. after a change of GPU clocks or of library)."""
         self.choices.clear()
+        self.restored.clear()
 
 
 #: the policy the ops consult in ``auto`` mode

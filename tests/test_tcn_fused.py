@@ -5,7 +5,7 @@ and training (audiomask.maskers.tcn_train) autograd's outputs and gradients."""
 import pytest
 import torch
 
-from audiomask import native
+from audiomask import kernels, native
 from audiomask.maskers import tcn_fast, tcn_train
 from audiomask.models import ConvTasNet
 
@@ -48,7 +48,7 @@ def test_fast_model_equals_module_forward(length):
 def test_fast_model_on_posix_threads_equals_module_forward():
     """The C passes on threads of their own (where PyTorch's OpenMP team is not found) give
     the same result as on that team."""
-    from audiomask import native
+    from audiomask import kernels, native
 
     model = _model()
     x = torch.randn(1, 4001)
@@ -190,17 +190,55 @@ def test_fused_training_blocks_match_autograd(overrides):
         assert (grads[name] - ref_grad).abs().max() <= 1e-4 * max(ref_grad.abs().max().item(), 1e-6), name
 
 
-def test_training_uses_the_fused_blocks_and_the_same_loss():
-    model = _model()
+def _timed_as(fused_ms: float, reference_ms: float):
+    """A policy timer that reports these times: the fused path is timed first."""
+    times = iter([fused_ms, reference_ms])
+    return lambda fn: next(times)
+
+
+@pytest.mark.parametrize("fused_faster", [True, False])
+def test_training_takes_the_path_the_policy_measured_faster_with_the_same_loss(monkeypatch, fused_faster):
+    model = _model().train()
     mix = torch.randn(2, 1600)
-    assert tcn_train.applies(model.masker, model.encoder(mix))
+    rep = model.encoder(mix)
+    assert tcn_train.applies(model.masker, rep)
+    policy = kernels.Policy(timer=_timed_as(1.0, 2.0) if fused_faster else _timed_as(2.0, 1.0))
+    monkeypatch.setattr(kernels, "POLICY", policy)
+    calls = []
+    real = tcn_train.tcn_features
+    monkeypatch.setattr(tcn_train, "tcn_features", lambda *a: calls.append(1) or real(*a))
     loss = model(mix).square().mean()
+    assert tcn_train.use_fused(model.masker, rep) is fused_faster  # measured once, then cached
+    assert [choice for choice, _ in policy.choices.values()] == ["triton" if fused_faster else "reference"]
+    calls.clear()
+    loss = model(mix).square().mean()
+    assert bool(calls) is fused_faster
     native.ENABLED = False
     try:
         ref = model(mix).square().mean()
     finally:
         native.ENABLED = True
     assert abs(loss.item() - ref.item()) <= 1e-5 * abs(ref.item())
+
+
+def test_a_resumed_run_takes_the_paths_its_state_recorded(monkeypatch):
+    model = _model().train()
+    rep = model.encoder(torch.randn(2, 1600))
+    first = kernels.Policy(timer=_timed_as(1.0, 2.0))
+    monkeypatch.setattr(kernels, "POLICY", first)
+    assert tcn_train.use_fused(model.masker, rep)
+    resumed = kernels.Policy(timer=lambda fn: pytest.fail("a restored shape class is not timed again"))
+    resumed.restore(first.export())
+    monkeypatch.setattr(kernels, "POLICY", resumed)
+    assert tcn_train.use_fused(model.masker, rep)
+
+
+def test_reference_mode_never_takes_the_fused_blocks(monkeypatch):
+    model = _model().train()
+    rep = model.encoder(torch.randn(2, 1600))
+    monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=_timed_as(1.0, 2.0)))
+    with kernels.force("reference"):
+        assert not tcn_train.use_fused(model.masker, rep)
 
 
 def test_model_built_under_inference_mode_runs_the_fast_path():

@@ -86,6 +86,29 @@ def test_resume_is_bit_exact(small_speech_dir, tmp_path):
     assert steps == sorted(set(steps)), "log rows must not repeat after resume"
 
 
+def test_a_resumed_run_takes_the_kernel_paths_its_state_recorded(small_speech_dir, tmp_path, monkeypatch):
+    """Where the fused CPU blocks and autograd were timed (kernels.POLICY), the choice is stored
+    with the state, and the resumed process takes it without timing again: the same path, so
+    the same float rounding as an uninterrupted run."""
+    import itertools
+
+    from audiomask import kernels
+    from audiomask.training.checkpoints import read_state
+
+    conf = write_config(tmp_path, small_speech_dir)
+    fused_first = itertools.cycle([1.0, 2.0])  # the fused path is timed first: it wins
+    monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=lambda fn: next(fused_first)))
+    Trainer(load_config(conf), progress=False).train(stop_after=4)  # checkpoint_every: 4
+    stored = read_state(tmp_path / "run", warn=print)["kernel_choices"]
+    assert any("tcn_train" in key for key in stored) and set(stored.values()) == {"triton"}
+
+    monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=lambda fn: pytest.fail("timed again")))
+    resumed = Trainer(load_config(conf), progress=False)
+    resumed.train(stop_after=5)
+    assert resumed.step == 5
+    assert {choice for choice, _ in kernels.POLICY.choices.values()} == {"triton"}
+
+
 @pytest.mark.slow  # trains for tens of seconds; CI runs it with -m slow
 def test_resume_after_sigkill_matches(small_speech_dir, tmp_path):
     """A real process killed mid-run and restarted with the same command ends identical."""

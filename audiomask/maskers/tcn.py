@@ -113,8 +113,13 @@ class TCNMasker(nn.Module):
         if tcn_fast.applies(self, rep):  # inference on the CPU: same result, ~3x faster
             scores = torch.stack([tcn_fast.tcn_scores(self, tcn_fast.tcn_features(self, r.t())) for r in rep])
             return self._activate(scores.view(rep.shape[0], -1, self.n_src, self.in_chan).permute(0, 2, 3, 1))
-        if tcn_train.applies(self, rep):  # training on the CPU: same gradients, ~10x less memory
+        if tcn_train.use_fused(self, rep):  # training on the CPU: same gradients, ~10x less memory
             return self._masks(tcn_train.tcn_features(self, rep), rep.shape)
+        return self._masks(self.module_features(rep), rep.shape)
+
+    def module_features(self, rep: torch.Tensor) -> torch.Tensor:
+        """The TCN's output features through its modules (autograd): the skip sum, or the last
+        block's output without skip connections; ``[B, N, K]`` → ``[B, Sc or Bc, K]``."""
         x = self.bottleneck(self.input_norm(rep))
         skip_sum = None
         for block in self.blocks:
@@ -122,7 +127,7 @@ class TCNMasker(nn.Module):
             x = x + residual
             if skip is not None:
                 skip_sum = skip if skip_sum is None else skip_sum + skip
-        return self._masks(x if skip_sum is None else skip_sum, rep.shape)
+        return x if skip_sum is None else skip_sum
 
     def grown_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The state dict of this masker started from ``state``, that of a shallower TCN of the

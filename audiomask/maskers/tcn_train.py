@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from audiomask import native
+from audiomask import kernels, native
 from audiomask.nn import onednn
 from audiomask.nn.norms import GlobalLayerNorm, global_moments
 
@@ -37,6 +37,27 @@ def applies(masker, rep: Tensor) -> bool:
     return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.ENABLED
             and rep.device.type == "cpu" and rep.dtype == torch.float32 and torch.is_grad_enabled()
             and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1 for b in masker.blocks))
+
+
+def use_fused(masker, rep: Tensor) -> bool:
+    """Whether this training step runs the fused blocks: where they apply (:func:`applies`)
+    and are faster than autograd through the module on this machine — measured once per shape
+    class and thread count by :data:`audiomask.kernels.POLICY` (both paths, forward and
+    backward, on ``rep``; e.g. on a 2-core AVX2 EPYC the module path was 2x faster, on AVX-512
+    machines the fused one was). ``AUDIOMASK_KERNELS=reference`` always takes the module path."""
+    if not applies(masker, rep) or kernels.mode() == "reference":
+        return False
+    key = kernels.shape_class("tcn_train", rep, grad=True, blocks=len(masker.blocks),
+                              hidden=masker.blocks[0].in_conv.out_channels, threads=torch.get_num_threads())
+    params = [p for p in masker.parameters() if p.requires_grad]
+    sample = rep.detach()
+
+    def trial(features):
+        def run():
+            torch.autograd.grad(features(masker, sample).sum(), params, allow_unused=True)
+        return run
+
+    return kernels.POLICY.choose(key, trial(tcn_features), trial(type(masker).module_features)) == "triton"
 
 
 def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1: float, g1: Tensor,

@@ -37,6 +37,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from audiomask import kernels
 from audiomask.data.manifest import MixtureDataset
 from audiomask.fileio import atomic_write_text, remove_stale_temps
 from audiomask.losses import aec_loss, aec_near_end_loss, pit_si_sdr_loss
@@ -306,6 +307,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
+        kernels.POLICY.restore(state.get("kernel_choices", {}))  # the paths the run took: bit-exact
         self.step, self.best = state["step"], state["best"]
         self.stale, self.lr_scale = state["stale"], state["lr_scale"]
         self.elapsed_before = float(state.get("elapsed", 0.0))
@@ -384,7 +386,7 @@ class Trainer:
             "model_config": self._model_config(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(), "kernel_choices": kernels.POLICY.export(),
         }, self.out)
         self.saved_step = self.step
 
