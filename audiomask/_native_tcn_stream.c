@@ -1,5 +1,5 @@
 /* am_tcn_stream_f32: every block of a causal (cLN) Conv-TasNet TCN for the next F frames of a
- * stream, in one call (see audiomask/maskers/tcn_stream_native.py).
+ * stream, in one call (see audiomask/maskers/tcn/stream_step_c.py).
  *
  * A 10 ms block at 8 kHz is F = 10 frames. Per TCN block i the work is
  *   h = b̃ᵢₙ + x Wᵢₙ                         1×1 conv Bn → H (x: the residual path, [M, Bn])

@@ -3,8 +3,8 @@
 - Streaming a causal model processes a few frames per call, where the fixed cost of each
   PyTorch op dominates: a cumulative layer norm step (:func:`cln_step`), a causal depthwise
   conv (:func:`dwconv`), and every block of a causal cLN TCN in one call (:func:`tcn_stream`).
-- The gLN TCN's CPU inference and training paths (:mod:`~audiomask.maskers.tcn_fast`,
-  :mod:`~audiomask.maskers.tcn_train`) run their norm/PReLU/depthwise passes and the backward
+- The gLN TCN's CPU inference and training paths (:mod:`~audiomask.maskers.tcn.cpu_inference`,
+  :mod:`~audiomask.maskers.tcn.cpu_training`) run their norm/PReLU/depthwise passes and the backward
   passes here, on PyTorch's OpenMP threads.
 
 The extension is built at install time when a C compiler is present (``setup.py``, optional);

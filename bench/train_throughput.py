@@ -12,7 +12,7 @@ one run, after ``--warmup`` untimed steps each.
     python bench/train_throughput.py --presets small paper --threads 1 --paths   # fused vs module
 
 ``--paths`` measures each preset twice in one run: the fused CPU training blocks
-(``audiomask.maskers.tcn_train``) forced, then autograd through the modules forced, and prints
+(``audiomask.maskers.tcn.cpu_training``) forced, then autograd through the modules forced, and prints
 their ratio: what ``kernels.POLICY`` decides between on each machine (and CPU model).
 """
 

@@ -19,7 +19,7 @@ imports, the code is not being traced/compiled, and ``AUDIOMASK_KERNELS`` is not
 a fused kernel runs only where it is faster than the PyTorch reference: a documented rule
 (:data:`REFERENCE_RULES`), else both paths timed once per shape class and the faster one
 cached. The same policy decides, on the CPU, between the C-fused TCN training blocks
-(:func:`audiomask.maskers.tcn_train.use_fused`) and autograd through the modules, timed with
+(:func:`audiomask.maskers.tcn.paths.select_path`) and autograd through the modules, timed with
 the wall clock; ``export``/``restore`` carry its measured choices through a training run's state. ``AUDIOMASK_KERNELS``:
 
 * ``auto`` (default): as above;

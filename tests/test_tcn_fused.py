@@ -1,12 +1,13 @@
-"""The CPU paths of the gLN TCN equal the modules: inference (audiomask.maskers.tcn_fast) the
+"""The CPU paths of the gLN TCN equal the modules: inference (audiomask.maskers.tcn.cpu_inference) the
 module forward — masker level and whole model, any length, batch, sources, skip path or not —
-and training (audiomask.maskers.tcn_train) autograd's outputs and gradients."""
+and training (audiomask.maskers.tcn.cpu_training) autograd's outputs and gradients."""
 
 import pytest
 import torch
 
 from audiomask import kernels, native
-from audiomask.maskers import tcn_fast, tcn_train
+from audiomask.maskers.tcn import cpu_inference, cpu_training, paths
+from audiomask.maskers.tcn.paths import runs_cpu_inference
 from audiomask.models import ConvTasNet
 
 pytestmark = pytest.mark.skipif(not native.ENABLED, reason="C kernels not built")
@@ -33,7 +34,7 @@ def _reference(model, x):
 
 def _fast(model, x):
     with torch.inference_mode():
-        assert tcn_fast.applies(model.masker, x)
+        assert runs_cpu_inference(model.masker, x)
         return model(x)
 
 
@@ -48,7 +49,7 @@ def test_fast_model_equals_module_forward(length):
 def test_fast_model_on_posix_threads_equals_module_forward():
     """The C passes on threads of their own (where PyTorch's OpenMP team is not found) give
     the same result as on that team."""
-    from audiomask import kernels, native
+    from audiomask import native
 
     model = _model()
     x = torch.randn(1, 4001)
@@ -76,14 +77,14 @@ def test_chunked_long_input_path_equals_module_forward(monkeypatch, chunk):
     """Above WHOLE frames every pass runs chunk by chunk (a chunk shorter than the largest
     dilation included) into the shared mapped buffers, and masks are decoded in chunks: the
     result is still the module forward's."""
-    monkeypatch.setattr(tcn_fast, "WHOLE", 100)
-    monkeypatch.setattr(tcn_fast, "CHUNK", chunk)
+    monkeypatch.setattr(cpu_inference, "WHOLE", 100)
+    monkeypatch.setattr(cpu_inference, "CHUNK", chunk)
     monkeypatch.setattr(ConvTasNet, "_MASK_CHUNK", 29)
     monkeypatch.setattr("audiomask.runtime.MAPPED_MIN_BYTES", 1024)  # small buffers mapped too
     for overrides in ({}, {"skip_chan": 0}, {"n_src": 3, "mask_act": "softmax"}):
         model = _model(**overrides)
         x = torch.randn(2, 4007)
-        assert len(tcn_fast._spans(model.encoder.framing.n_frames(4007))) > 1
+        assert len(cpu_inference._spans(model.encoder.framing.n_frames(4007))) > 1
         ref = _reference(model, x)
         assert (_fast(model, x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
         rep = model.encoder(x)
@@ -131,12 +132,12 @@ def test_fast_path_applies_only_where_it_is_exact():
     model = _model()
     x = torch.randn(1, 100)
     with torch.enable_grad():
-        assert not tcn_fast.applies(model.masker, x)  # training needs autograd
+        assert not runs_cpu_inference(model.masker, x)  # training needs autograd
     with torch.no_grad():
-        assert tcn_fast.applies(model.masker, x)
-        assert not tcn_fast.applies(model.masker, x.double())
-        assert not tcn_fast.applies(_model(norm="cLN", causal=True).masker, x)
-        assert not tcn_fast.applies(_model(norm="chanLN").masker, x)
+        assert runs_cpu_inference(model.masker, x)
+        assert not runs_cpu_inference(model.masker, x.double())
+        assert not runs_cpu_inference(_model(norm="cLN", causal=True).masker, x)
+        assert not runs_cpu_inference(_model(norm="chanLN").masker, x)
 
 
 def test_row_kernels_match_torch():
@@ -156,7 +157,7 @@ def test_row_kernels_match_torch():
 
 
 def _module_features(masker, rep):
-    """The TCN through its modules (what tcn_train replaces)."""
+    """The TCN through its modules (what cpu_training replaces)."""
     x, skip = masker.bottleneck(masker.input_norm(rep)), None
     for block in masker.blocks:
         residual, s = block(x)
@@ -171,7 +172,7 @@ def test_fused_training_blocks_match_autograd(overrides):
     model = _model(**overrides)
     rep = model.encoder(torch.randn(3, 1203)).detach().requires_grad_()
     results = []
-    for features in (_module_features, tcn_train.tcn_features):
+    for features in (_module_features, cpu_training.tcn_features):
         model.zero_grad()
         rep.grad = None
         out = features(model.masker, rep)
@@ -201,14 +202,14 @@ def test_training_takes_the_path_the_policy_measured_faster_with_the_same_loss(m
     model = _model().train()
     mix = torch.randn(2, 1600)
     rep = model.encoder(mix)
-    assert tcn_train.applies(model.masker, rep)
+    assert paths.cpu_fusable(model.masker, rep)
     policy = kernels.Policy(timer=_timed_as(1.0, 2.0) if fused_faster else _timed_as(2.0, 1.0))
     monkeypatch.setattr(kernels, "POLICY", policy)
     calls = []
-    real = tcn_train.tcn_features
-    monkeypatch.setattr(tcn_train, "tcn_features", lambda *a: calls.append(1) or real(*a))
+    real = cpu_training.tcn_features
+    monkeypatch.setattr(cpu_training, "tcn_features", lambda *a: calls.append(1) or real(*a))
     loss = model(mix).square().mean()
-    assert tcn_train.use_fused(model.masker, rep) is fused_faster  # measured once, then cached
+    assert paths.select_path(model.masker, rep) == ("cpu_training" if fused_faster else "modules")  # measured once, then cached
     assert [choice for choice, _ in policy.choices.values()] == ["triton" if fused_faster else "reference"]
     calls.clear()
     loss = model(mix).square().mean()
@@ -226,11 +227,11 @@ def test_a_resumed_run_takes_the_paths_its_state_recorded(monkeypatch):
     rep = model.encoder(torch.randn(2, 1600))
     first = kernels.Policy(timer=_timed_as(1.0, 2.0))
     monkeypatch.setattr(kernels, "POLICY", first)
-    assert tcn_train.use_fused(model.masker, rep)
+    assert paths.select_path(model.masker, rep) == "cpu_training"
     resumed = kernels.Policy(timer=lambda fn: pytest.fail("a restored shape class is not timed again"))
     resumed.restore(first.export())
     monkeypatch.setattr(kernels, "POLICY", resumed)
-    assert tcn_train.use_fused(model.masker, rep)
+    assert paths.select_path(model.masker, rep) == "cpu_training"
 
 
 def test_reference_mode_never_takes_the_fused_blocks(monkeypatch):
@@ -238,7 +239,7 @@ def test_reference_mode_never_takes_the_fused_blocks(monkeypatch):
     rep = model.encoder(torch.randn(2, 1600))
     monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=_timed_as(1.0, 2.0)))
     with kernels.force("reference"):
-        assert not tcn_train.use_fused(model.masker, rep)
+        assert paths.select_path(model.masker, rep) == "modules"
 
 
 def test_model_built_under_inference_mode_runs_the_fast_path():

@@ -100,7 +100,7 @@ def test_a_resumed_run_takes_the_kernel_paths_its_state_recorded(small_speech_di
     monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=lambda fn: next(fused_first)))
     Trainer(load_config(conf), progress=False).train(stop_after=4)  # checkpoint_every: 4
     stored = read_state(tmp_path / "run", warn=print)["kernel_choices"]
-    assert any("tcn_train" in key for key in stored) and set(stored.values()) == {"triton"}
+    assert any("tcn_cpu_training" in key for key in stored) and set(stored.values()) == {"triton"}
 
     monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=lambda fn: pytest.fail("timed again")))
     resumed = Trainer(load_config(conf), progress=False)

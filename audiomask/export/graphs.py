@@ -7,7 +7,7 @@ explicit tensors, and return the output block and the new state:
 ``(block, *state) -> (out, *new_state)``. Every state starts as zeros of its shape.
 
 Both reuse the models' own code — the conv encoder/decoder steps, the TCN step
-(:func:`~audiomask.maskers.tcn_stream.tcn_step` with fixed-size histories), the TIGER and
+(:func:`~audiomask.maskers.tcn.stream_step.tcn_step` with fixed-size histories), the TIGER and
 D3Net layers — and replace only what a graph without complex numbers cannot hold: the STFT
 (:mod:`audiomask.export.dft`) and the complex glue around the STFT maskers, which is written
 here with real/imaginary pairs.
@@ -148,7 +148,7 @@ class ConvTasNetStream(StreamGraph):
     histories…, dec [1, C, L-S]) -> (out [1, C, n], new states…)``.
 
     The same steps as :class:`~audiomask.streaming.stateful.StreamingSession`: the conv
-    encoder's step, :func:`~audiomask.maskers.tcn_stream.tcn_step` with histories of exactly
+    encoder's step, :func:`~audiomask.maskers.tcn.stream_step.tcn_step` with histories of exactly
     ``(P-1)·d`` frames, the decoder's step. Needs ``n`` a multiple of the hop ``S`` and
     ``L = 2·S`` with the centred framing, so that every state keeps its shape; the first
     ``S`` output samples are the left padding (``discard``).
@@ -196,7 +196,7 @@ class ConvTasNetStream(StreamGraph):
         return states
 
     def forward(self, block: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        from audiomask.maskers.tcn_stream import tcn_step
+        from audiomask.maskers.tcn.stream_step import tcn_step
 
         model = self.model
         n_norm = len(self.norm_shapes) if self.has_norm_state else 0

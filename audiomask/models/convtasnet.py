@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from audiomask.filterbanks import ConvDecoder, ConvEncoder
-from audiomask.maskers import tcn_fast
+from audiomask.maskers.tcn import cpu_inference
+from audiomask.maskers.tcn.paths import runs_cpu_inference
 from audiomask.maskers.tcn import TCNMasker
 from audiomask.nn import onednn
 from audiomask.models.base import EncoderMaskerDecoder, as_batch
@@ -124,7 +125,7 @@ class ConvTasNet(EncoderMaskerDecoder):
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         wav, unbatched = as_batch(mix)
-        if not tcn_fast.applies(self.masker, wav):
+        if not runs_cpu_inference(self.masker, wav):
             return super().forward(mix)
         est = torch.stack([self._separate_frames_major(w) for w in wav])
         return est[0] if unbatched else est
@@ -134,15 +135,15 @@ class ConvTasNet(EncoderMaskerDecoder):
 
     def _separate_frames_major(self, wav: torch.Tensor) -> torch.Tensor:
         """CPU inference of one waveform ``[T]`` → ``[C, T]``, equal to the module forward to
-        float32 rounding: the encoder, TCN (:mod:`audiomask.maskers.tcn_fast`), masks and
+        float32 rounding: the encoder, TCN (:mod:`audiomask.maskers.tcn.cpu_inference`), masks and
         decoder all frames-major. The encoder output ``[frames, N]`` is never kept: the TCN's
         bottleneck and the masks compute it again chunk by chunk (a ``[frames, L] × [L, N]``
         product); masks are made, applied and decoded ``_MASK_CHUNK`` frames at a time, so no
         ``[C, N, frames]`` tensor exists either."""
         masker, basis = self.masker, self.decoder.conv.weight[:, 0]  # [N, L]
         n_frames, n_src = self.encoder.framing.n_frames(wav.shape[-1]), self.n_src
-        acc, offset = tcn_fast.bottleneck(masker, lambda t0, t1: self.encoder.frames_major(wav, t0, t1), n_frames)
-        features = tcn_fast.blocks(masker, acc, offset)  # a view of acc
+        acc, offset = cpu_inference.bottleneck(masker, lambda t0, t1: self.encoder.frames_major(wav, t0, t1), n_frames)
+        features = cpu_inference.blocks(masker, acc, offset)  # a view of acc
         slope, w_out, b_out = masker.out_act.weight, masker.out_conv.weight[:, :, 0], masker.out_conv.bias
         frames = features.new_empty(n_src, n_frames, basis.shape[1])
         for t0 in range(0, n_frames, self._MASK_CHUNK):

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiomask import kernels
-from audiomask.maskers import tcn_fast, tcn_train
-from audiomask.maskers.tcn_stream import activate_masks, tcn_step
-from audiomask.maskers.tcn_stream_native import NativeStreamPlan, native_step
+from audiomask.maskers.tcn import cpu_inference, cpu_training
+from audiomask.maskers.tcn.paths import select_path
+from audiomask.maskers.tcn.stream_step import activate_masks, tcn_step
+from audiomask.maskers.tcn.stream_step_c import NativeStreamPlan, native_step
 from audiomask.nn.history import history_buffer
 from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
 
@@ -110,11 +111,12 @@ class TCNMasker(nn.Module):
         return 1 + sum(block.context for block in self.blocks)
 
     def forward(self, rep: torch.Tensor) -> torch.Tensor:
-        if tcn_fast.applies(self, rep):  # inference on the CPU: same result, ~3x faster
-            scores = torch.stack([tcn_fast.tcn_scores(self, tcn_fast.tcn_features(self, r.t())) for r in rep])
+        path = select_path(self, rep)
+        if path == "cpu_inference":  # same result, fewer memory passes
+            scores = torch.stack([cpu_inference.tcn_scores(self, cpu_inference.tcn_features(self, r.t())) for r in rep])
             return self._activate(scores.view(rep.shape[0], -1, self.n_src, self.in_chan).permute(0, 2, 3, 1))
-        if tcn_train.use_fused(self, rep):  # training on the CPU: same gradients, ~10x less memory
-            return self._masks(tcn_train.tcn_features(self, rep), rep.shape)
+        if path == "cpu_training":  # same gradients, ~10x less memory
+            return self._masks(cpu_training.tcn_features(self, rep), rep.shape)
         return self._masks(self.module_features(rep), rep.shape)
 
     def module_features(self, rep: torch.Tensor) -> torch.Tensor:
@@ -152,7 +154,7 @@ class TCNMasker(nn.Module):
 
     # -- streaming (causal TCNs) ----------------------------------------------------------
     def initial_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":
-        """Streaming state of a causal TCN (see :mod:`audiomask.maskers.tcn_stream`)."""
+        """Streaming state of a causal TCN (see :mod:`audiomask.maskers.tcn.stream_step`)."""
         if not self.causal:
             raise ValueError("only a causal TCN can stream exactly; use chunked inference")
         return TCNStreamState(self, batch, device)
@@ -161,7 +163,7 @@ class TCNMasker(nn.Module):
         """Masks ``[B, C, N, F]`` for the next ``F`` frames ``rep [B, N, F]`` and the new state.
 
         Equals :meth:`forward` over the whole signal restricted to these frames, with work
-        proportional to ``F`` (:func:`~audiomask.maskers.tcn_stream.tcn_step`)."""
+        proportional to ``F`` (:func:`~audiomask.maskers.tcn.stream_step.tcn_step`)."""
         s = state
         if s.native is not None and rep.shape[-1] > 0:  # the C kernels: all blocks in one call
             return native_step(rep, s.native, s.eps, self.n_src, self.mask_act), s
@@ -181,7 +183,7 @@ class TCNMasker(nn.Module):
 
 class TCNStreamState:
     """Everything a causal TCN carries between streaming calls: views of its weights in the
-    layout :func:`~audiomask.maskers.tcn_stream.tcn_step` takes (made once per stream), the
+    layout :func:`~audiomask.maskers.tcn.stream_step.tcn_step` takes (made once per stream), the
     norms' running statistics and each depthwise conv's history buffer. The weights are read
     when the stream starts."""
 

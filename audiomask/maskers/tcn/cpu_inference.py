@@ -23,7 +23,7 @@ chunk by chunk before each chunk's pass 4.
 
 The input gLN is folded into the bottleneck the same way. Outputs equal the module's forward
 to float32 rounding (tests: ≤ 1e-5 relative). Used by :class:`~audiomask.maskers.tcn.TCNMasker`
-when :func:`applies`; ``AUDIOMASK_NO_NATIVE=1`` (no C kernels) turns it off.
+when :func:`~audiomask.maskers.tcn.paths.select_path` says so; ``AUDIOMASK_NO_NATIVE=1`` (no C kernels) turns it off.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn import onednn
-from audiomask.nn.norms import GlobalLayerNorm, global_moments
+from audiomask.nn.norms import global_moments
 from audiomask.runtime import mapped_zeros
 
 
@@ -74,15 +74,6 @@ class _Plan:
     w_bn_gamma: Tensor  # W γ₀ [B]
     b_bn: Tensor        # b + W β₀ [B]
     blocks: list[_BlockWeights]
-
-
-def applies(masker, rep: Tensor) -> bool:
-    """Whether :func:`tcn_features` can replace the module forward: gLN TCN, C kernels built,
-    float32 CPU input, no gradient wanted."""
-    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.ENABLED
-            and rep.device.type == "cpu" and rep.dtype == torch.float32
-            and not torch.is_grad_enabled() and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1
-                                                    for b in masker.blocks))
 
 
 def _slope(prelu: torch.nn.PReLU) -> float:

@@ -6,7 +6,7 @@ backward pass (the 1×1 conv output, PReLU, gLN, padded input, depthwise conv, P
 for the paper configuration and a batch of 4 × 4 s that is ~4.7 GB, and its depthwise conv
 and norms run at memory speed in many separate passes. :class:`FusedTCNBlock` computes the
 block frames-major (``[B, T, ·]``) with the C kernels of :mod:`audiomask.native` (the
-inference path's :mod:`~audiomask.maskers.tcn_fast` passes, plus four backward passes) and
+inference path's :mod:`~audiomask.maskers.tcn.cpu_inference` passes, plus four backward passes) and
 matmuls (oneDNN's inner product, :mod:`audiomask.nn.onednn`, for those of the forward pass and
 the input gradients; ``torch.mm`` for the weight gradients), saves only its input ``x [B, T, B]``, the 1×1 conv output ``h [B, T, H]`` and the
 per-example gLN statistics (recomputing ``h`` would cost a tenth of the step's matmuls), and
@@ -28,26 +28,16 @@ from torch import Tensor
 
 from audiomask import kernels, native
 from audiomask.nn import onednn
-from audiomask.nn.norms import GlobalLayerNorm, global_moments
+from audiomask.nn.norms import global_moments
 
 
-def applies(masker, rep: Tensor) -> bool:
-    """Whether the fused blocks can train ``masker``: gLN TCN, C kernels built, float32 CPU
-    tensors, gradients wanted, one-slope PReLUs."""
-    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.ENABLED
-            and rep.device.type == "cpu" and rep.dtype == torch.float32 and torch.is_grad_enabled()
-            and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1 for b in masker.blocks))
-
-
-def use_fused(masker, rep: Tensor) -> bool:
-    """Whether this training step runs the fused blocks: where they apply (:func:`applies`)
-    and are faster than autograd through the module on this machine — measured once per shape
-    class and thread count by :data:`audiomask.kernels.POLICY` (both paths, forward and
-    backward, on ``rep``; e.g. on a 2-core AVX2 EPYC the module path was 2x faster, on AVX-512
-    machines the fused one was). ``AUDIOMASK_KERNELS=reference`` always takes the module path."""
-    if not applies(masker, rep) or kernels.mode() == "reference":
-        return False
-    key = kernels.shape_class("tcn_train", rep, grad=True, blocks=len(masker.blocks),
+def faster_than_modules(masker, rep: Tensor) -> bool:
+    """Whether the fused blocks train ``masker`` on ``rep`` faster than autograd through its
+    modules on this machine — measured once per shape class and thread count by
+    :data:`audiomask.kernels.POLICY` (both paths, forward and backward, on ``rep``; on a 2-core
+    AVX2 EPYC the module path was up to 2x faster, on AVX-512 machines the fused one was).
+    Asked by :func:`~audiomask.maskers.tcn.paths.select_path` for fusable maskers only."""
+    key = kernels.shape_class("tcn_cpu_training", rep, grad=True, blocks=len(masker.blocks),
                               hidden=masker.blocks[0].in_conv.out_channels, threads=torch.get_num_threads())
     params = [p for p in masker.parameters() if p.requires_grad]
     sample = rep.detach()

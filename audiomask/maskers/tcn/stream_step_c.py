@@ -1,6 +1,6 @@
 """The causal (cLN) TCN's streaming step with the C kernels: all TCN blocks in one call.
 
-:func:`~audiomask.maskers.tcn_stream.tcn_step` issues about eight tensor ops per TCN block;
+:func:`~audiomask.maskers.tcn.stream_step.tcn_step` issues about eight tensor ops per TCN block;
 for a 10 ms block (ten frames) their fixed cost is most of the time. Here the step is
 
 1. the input cLN (:func:`audiomask.native.cln_step`) and the bottleneck ``x = Wᵦₙ n + bᵦₙ``;
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn.history import history_grow
-from audiomask.maskers.tcn_stream import (DW_A, DW_B, IN_A, IN_B, IN_W, N1_B, N1_W, N2_B, N2_W, OUT_B,
+from audiomask.maskers.tcn.stream_step import (DW_A, DW_B, IN_A, IN_B, IN_W, N1_B, N1_W, N2_B, N2_W, OUT_B,
                                           OUT_W, TAPS, activate_masks)
 
 

@@ -1,0 +1,48 @@
+"""Which implementation of the TCN masker a call runs — decided here and nowhere else.
+
+* ``"cpu_inference"`` (:mod:`.cpu_inference`): no gradient wanted, on the CPU;
+* ``"cpu_training"`` (:mod:`.cpu_training`): gradients wanted, on the CPU, where
+  ``kernels.POLICY`` timed the fused blocks faster than the modules (:func:`.cpu_training.faster_than_modules`);
+* ``"modules"`` (:meth:`TCNMasker.module_features <.masker.TCNMasker.module_features>`):
+  everything else — causal or non-gLN TCNs, other devices and dtypes, PReLUs with a slope per
+  channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``), ``AUDIOMASK_KERNELS=reference``. The
+  modules themselves use the Triton kernels on CUDA where the policy says so
+  (:func:`audiomask.kernels.tcn_block_forward`).
+
+Both CPU paths need the same thing of a masker (:func:`cpu_fusable`): a non-causal gLN TCN
+with one PReLU slope per activation, float32 CPU input, and the C kernels built. Streaming
+(causal TCNs) has its own step (:mod:`.stream_step`, :mod:`.stream_step_c`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from audiomask import kernels, native
+from audiomask.maskers.tcn import cpu_training
+from audiomask.nn.norms import GlobalLayerNorm
+
+PATHS = ("cpu_inference", "cpu_training", "modules")
+
+
+def cpu_fusable(masker, x: Tensor) -> bool:
+    """Whether the C-kernel paths can compute ``masker`` on ``x`` (a representation or the
+    waveform it comes from: only its device and dtype are read)."""
+    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.ENABLED
+            and x.device.type == "cpu" and x.dtype == torch.float32
+            and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1 for b in masker.blocks))
+
+
+def runs_cpu_inference(masker, x: Tensor) -> bool:
+    """Whether a call on ``x`` now takes ``"cpu_inference"`` (no gradient wanted, fusable)."""
+    return not torch.is_grad_enabled() and cpu_fusable(masker, x)
+
+
+def select_path(masker, rep: Tensor) -> str:
+    """The implementation (one of :data:`PATHS`) that computes ``masker(rep)`` now."""
+    if runs_cpu_inference(masker, rep):
+        return "cpu_inference"
+    if cpu_fusable(masker, rep) and kernels.mode() != "reference" and cpu_training.faster_than_modules(masker, rep):
+        return "cpu_training"
+    return "modules"
