@@ -18,11 +18,12 @@ import torch
 from audiomask.audio import AudioError, read_audio, resample
 from audiomask.outputs import limit_peak, write_outputs
 from audiomask.streaming.blocks import block_samples
+from audiomask.tasks import ECHO_CANCELLATION, task_of
 
 
 def check_aec_model(model: torch.nn.Module, label: str = "model") -> None:
     """Refuse a model that is not an echo canceller, naming it."""
-    if getattr(model, "task", None) != "aec":
+    if task_of(model) is not ECHO_CANCELLATION:
         raise ValueError(f"{label} ({getattr(model, 'name', type(model).__name__)}) is not an echo canceller; "
                          "use an AEC model such as d3net-aec")
 

@@ -368,7 +368,7 @@ def test_trainer_trains_an_aec_model(tmp_path, speech_files):
         "data.valid_mixtures=3", "optim.steps=3", "optim.batch_size=2", f"run.out_dir={tmp_path / 'run'}",
         "run.valid_every=3", "run.checkpoint_every=3"])
     trainer = Trainer(cfg, progress=False)
-    assert trainer.task == "aec"
+    assert trainer.task.name == "aec" and trainer.task.inputs == ("microphone", "far_end")
     assert {s for s in trainer.train_set.speakers}.isdisjoint(trainer.valid_set.speakers)
     summary = trainer.train()
     assert summary["steps"] == 3 and np.isfinite(summary["best_si_sdri"])

@@ -26,7 +26,7 @@ LAYERS = [
     ["audiomask.maskers", "audiomask.losses", "audiomask.profiling", "audiomask.streaming"],
     ["audiomask.models"],
     ["audiomask.interop", "audiomask.published", "audiomask.hub", "audiomask.loading", "audiomask.data"],
-    ["audiomask.separation", "audiomask.cli.common", "audiomask.echo_cancellation", "audiomask.outputs",
+    ["audiomask.separation", "audiomask.tasks", "audiomask.cli.common", "audiomask.echo_cancellation", "audiomask.outputs",
      "audiomask.evaluate", "audiomask.plot"],
     ["audiomask.training", "audiomask.export", "audiomask.recipes"],
     ["audiomask.serve", "audiomask.cli", "audiomask.__main__", "audiomask"],

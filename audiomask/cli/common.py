@@ -57,7 +57,9 @@ def load_model_arg_with_provenance(spec: str, device: str = "cpu") -> tuple[torc
 
 def refuse_echo_canceller(model: torch.nn.Module, spec: str) -> None:
     """Separation commands take one mixture; an echo canceller needs the far-end signal too."""
-    if getattr(model, "task", "separation") == "aec":
+    from audiomask.tasks import SEPARATION, task_of
+
+    if task_of(model).inputs != SEPARATION.inputs:
         raise CLIError(f"{spec} is an echo canceller (it needs the far-end signal too): "
                        "use `audiomask aec --mic MIC --far FAR --out OUT`")
 

@@ -50,6 +50,7 @@ from audiomask.export.graphs import (
     tracing_mode,
 )
 from audiomask.fileio import atomic_target
+from audiomask.tasks import ECHO_CANCELLATION, task_of
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 18
@@ -91,7 +92,7 @@ def _offline_graph_class(model: nn.Module) -> type[nn.Module] | None:
     from audiomask.filterbanks import ConvEncoder
     from audiomask.maskers.tiger import TIGERMasker
 
-    if getattr(model, "task", "separation") == "aec":
+    if task_of(model) is ECHO_CANCELLATION:
         return OfflineAEC
     if isinstance(model.masker, TIGERMasker):
         return OfflineTIGER
@@ -135,7 +136,7 @@ def metadata(model: nn.Module, graph: nn.Module, fmt: str) -> dict[str, str]:
         "model": model.name,
         "config": json.dumps(dataclasses.asdict(model.config), sort_keys=True),
         "sample_rate": str(model.sample_rate),
-        "task": getattr(model, "task", "separation"),
+        "task": task_of(model).name,
     }
     if isinstance(graph, StreamGraph):
         state = graph.initial_state()

@@ -65,6 +65,7 @@ try:
 except ImportError as _e:  # the serve extra
     raise ImportError(f"the server needs FastAPI and uvicorn: pip install 'audiomask[serve]' ({_e})") from None
 
+from audiomask.tasks import SEPARATION, task_of
 from audiomask.audio import MAX_SAMPLE_RATE, AudioError
 from audiomask.serve.audio_bytes import decode_audio, looks_like_audio, probe_duration, safe_stem, zip_sources
 
@@ -119,7 +120,7 @@ def create_app(model: torch.nn.Module, max_bytes: int = 50_000_000, max_seconds:
         idle_timeout: seconds a stream may send nothing, its header included (else closed
             with 1008). A stream may stay open for twice ``max_seconds`` in all.
     """
-    if getattr(model, "task", "separation") == "aec":
+    if task_of(model).inputs != SEPARATION.inputs:
         raise ValueError(f"{model.name} is an echo canceller (two input signals); the server separates one "
                          "mixture — use `audiomask aec` or export the model")
     for name, value in (("max_bytes", max_bytes), ("max_seconds", max_seconds), ("max_concurrency", max_concurrency),

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from audiomask.tasks import TASKS
+
 
 @dataclass
 class ModelSection:
@@ -231,8 +233,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ValueError(f"run.amp must be none, bf16 or fp16, got {cfg.run.amp!r}")
     if cfg.optim.nonfinite not in ("stop", "skip"):
         raise ValueError(f"optim.nonfinite must be stop or skip, got {cfg.optim.nonfinite!r}")
-    if cfg.optim.loss not in ("auto", "pit_si_sdr", "aec", "aec_near_end"):
-        raise ValueError(f"optim.loss must be auto, pit_si_sdr, aec or aec_near_end, got {cfg.optim.loss!r}")
+    losses = ["auto"] + [name for task in TASKS.values() for name in task.losses]
+    if cfg.optim.loss not in losses:
+        raise ValueError(f"optim.loss must be {', '.join(losses[:-1])} or {losses[-1]}, got {cfg.optim.loss!r}")
     for key in ("synthetic_noise", "mix_noise_prob", "near_reverb_prob"):
         if not 0.0 <= getattr(cfg.data, key) <= 1.0:
             raise ValueError(f"data.{key} must be in [0, 1], got {getattr(cfg.data, key)!r}")

@@ -35,14 +35,13 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from audiomask import kernels
 from audiomask.data.manifest import MixtureDataset
 from audiomask.fileio import atomic_write_text, remove_stale_temps
-from audiomask.losses import aec_loss, aec_near_end_loss, pit_si_sdr_loss
-from audiomask.metrics import erle, pit, si_sdr
 from audiomask.models.registry import build
+from audiomask.tasks import task_of
 from audiomask.training.checkpoints import STATE, TrainingError, read_state, write_state
 from audiomask.training.config import TrainConfig
 
@@ -179,10 +178,14 @@ class Trainer:
         self._signals = _StopSignals(announce=self.dist.is_main)
         torch.manual_seed(cfg.run.seed)
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
-        # "separation" (one mixture in, PIT SI-SDR) or "aec" (microphone + far-end in, aec_loss)
-        self.task = getattr(self.model, "task", "separation")
-        self.loss_fn = _loss_function(cfg.optim.loss, self.task)
-        self.train_set, self.valid_set = self._datasets()
+        self.task = task_of(self.model)  # separation or echo cancellation: data, objectives, score
+        self.loss_fn = self.task.loss(cfg.optim.loss)
+        try:
+            self.train_set, self.valid_set = self.task.datasets(
+                cfg.data, self.model.sample_rate, self.model.n_src, seed=cfg.run.seed,
+                total=cfg.optim.steps * cfg.optim.batch_size * self.dist.world)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
                                           weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
@@ -213,77 +216,6 @@ class Trainer:
             from tqdm import tqdm
 
             tqdm.write(f"audiomask: {message}", file=sys.stderr)
-
-    def _datasets(self) -> tuple[Dataset, Dataset]:
-        d, m = self.cfg.data, self.model
-        if self.task == "aec":
-            return self._aec_datasets()
-        if d.speech_dir:
-            from audiomask.data import DynamicMixingDataset, find_audio, split_by_speaker
-
-            train_files, valid_files = split_by_speaker(find_audio(d.speech_dir), d.valid_speakers, seed=0)
-            total = self.cfg.optim.steps * self.cfg.optim.batch_size * self.dist.world
-            extra: dict[str, Any] = {}
-            if d.noise_dir:
-                extra.update(noise_files=find_audio(d.noise_dir))
-            if d.noise_dir or d.synthetic_noise > 0:
-                extra.update(snr_db=tuple(d.snr_db), synthetic_noise=d.synthetic_noise,
-                             noise_prob=d.mix_noise_prob)
-            if d.reverb_prob > 0 and (d.rir_dir or d.simulate_rooms):
-                extra.update(rir_files=find_audio(d.rir_dir) if d.rir_dir else None,
-                             simulate_rooms=d.simulate_rooms, reverb_prob=d.reverb_prob,
-                             reverberant_target=d.reverberant_target)
-            train_span, valid_span = _noise_spans(d.noise_split)
-            train = DynamicMixingDataset(train_files, m.sample_rate, d.segment, m.n_src, length=total,
-                                         sir_db=d.sir_db, seed=self.cfg.run.seed,
-                                         speed_perturb=d.speed_perturb, noise_span=train_span, **extra)
-            valid = DynamicMixingDataset(valid_files, m.sample_rate, d.valid_segment, m.n_src,
-                                         length=d.valid_mixtures, sir_db=d.sir_db,
-                                         seed=self.cfg.run.seed + 10_000, noise_span=valid_span, **extra)
-            return train, valid
-        if d.train_manifest and d.valid_manifest:
-            from audiomask.data import MixtureDataset
-
-            train = MixtureDataset(d.train_manifest, sample_rate=m.sample_rate, segment=d.segment,
-                                   seed=self.cfg.run.seed)
-            return train, MixtureDataset(d.valid_manifest, sample_rate=m.sample_rate)
-        raise TrainingError("data: set speech_dir (dynamic mixing) or both train_manifest and valid_manifest")
-
-    def _aec_datasets(self) -> tuple[Dataset, Dataset]:
-        """Echo-cancellation data: simulated scenes from ``speech_dir`` (speaker-disjoint
-        train/validation), or the AEC Challenge synthetic folder ``aec_dir`` (its train/test
-        split)."""
-        d, rate = self.cfg.data, self.model.sample_rate
-        total = self.cfg.optim.steps * self.cfg.optim.batch_size * self.dist.world
-        if d.aec_dir:
-            from audiomask.data import AECChallengeDataset
-
-            train = AECChallengeDataset(d.aec_dir, rate, split="train", segment=d.segment,
-                                        seed=self.cfg.run.seed, length=total)
-            valid = AECChallengeDataset(d.aec_dir, rate, split="test", segment=d.valid_segment,
-                                        seed=self.cfg.run.seed + 10_000)
-            if len(valid) > d.valid_mixtures:
-                valid = AECChallengeDataset(d.aec_dir, rate, split="test", segment=d.valid_segment,
-                                            seed=self.cfg.run.seed + 10_000,
-                                            fileids=valid.fileids[: d.valid_mixtures])
-            return train, valid
-        if not d.speech_dir:
-            raise TrainingError("data: an AEC model trains on speech_dir (simulated echo scenes) or aec_dir "
-                             "(AEC Challenge synthetic layout)")
-        from audiomask.data import EchoSimulationDataset, find_audio, split_by_speaker
-
-        train_files, valid_files = split_by_speaker(find_audio(d.speech_dir), d.valid_speakers, seed=0)
-        extra: dict[str, Any] = dict(
-            rir_files=find_audio(d.rir_dir) if d.rir_dir else None, simulate_rooms=d.simulate_rooms,
-            noise_files=find_audio(d.noise_dir) if d.noise_dir else None, noise_prob=d.noise_prob,
-            snr_db=tuple(d.snr_db), ser_db=tuple(d.ser_db), delay_ms=tuple(d.echo_delay_ms),
-            nonlinear_prob=d.nonlinear_prob, path_change_prob=d.path_change_prob,
-            scenario_probs=tuple(d.scenarios), nonlinearities=tuple(d.nonlinearities),
-            near_reverb_prob=d.near_reverb_prob, synthetic_noise=d.synthetic_noise)
-        train = EchoSimulationDataset(train_files, rate, d.segment, length=total, seed=self.cfg.run.seed, **extra)
-        valid = EchoSimulationDataset(valid_files, rate, d.valid_segment, length=d.valid_mixtures,
-                                      seed=self.cfg.run.seed + 10_000, **extra)
-        return train, valid
 
     # -- schedule ------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -411,38 +343,13 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float | None:
-        """Mean SI-SDRi (dB, PIT) over the validation set (AEC: see :meth:`_validate_aec`);
-        None when a stop signal ended it early."""
-        if self.task == "aec":
-            return self._validate_aec()
+        """Mean validation score (dB over doing nothing; :meth:`Task.validation_gain
+        <audiomask.tasks.Task.validation_gain>`: SI-SDRi for separation, near-end SI-SDRi or
+        ERLE for echo cancellation); None when a stop signal ended it early."""
         self.model.eval()
-        gains = []
-        for i in self._validation_items():
-            mix, src = (t.to(self.device)[None] for t in self.valid_set[i][:2])
-            _, _, scores = pit(self.model(mix), src)
-            base = si_sdr(mix[:, None].expand_as(src), src)
-            gains.append((scores - base).mean().item())
-        self.model.train()
-        return sum(gains) / max(1, len(gains)) if len(gains) == len(self.valid_set) else None
-
-    @torch.no_grad()
-    def _validate_aec(self, cap_db: float = 30.0) -> float | None:
-        """Mean improvement (dB) over doing nothing: on clips with near-end speech (double
-        talk, near-end single talk) the near-end SI-SDRi, on far-end single talk the ERLE —
-        every SI-SDR and ERLE capped at ``cap_db`` (a clean near-end-only clip has an unbounded
-        input SI-SDR; an all-zero output an unbounded ERLE). 0 dB for a model that passes the
-        microphone signal through."""
-        self.model.eval()
-        gains = []
-        for i in self._validation_items():
-            mic, far, targets = (t.to(self.device)[None] for t in self.valid_set[i][:3])
-            est = self.model(mic, far)
-            near = targets[:, 0]
-            if near.abs().amax() > 0:
-                gain = si_sdr(est, near).clamp(max=cap_db) - si_sdr(mic, near).clamp(max=cap_db)
-            else:
-                gain = erle(mic, est).clamp(max=cap_db)
-            gains.append(gain.mean().item())
+        gains = [self.task.validation_gain(self.model, tuple(t.to(self.device)[None] if torch.is_tensor(t) else t
+                                                             for t in self.valid_set[i]))
+                 for i in self._validation_items()]
         self.model.train()
         return sum(gains) / max(1, len(gains)) if len(gains) == len(self.valid_set) else None
 
@@ -516,7 +423,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            est = self.net(*inputs, return_all=True) if self.task == "aec" else self.net(*inputs)
+            est = self.task.training_output(self.net, inputs)
         loss = self.loss_fn(est.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -644,31 +551,6 @@ class _CSVLog:
     def write(self, row: list[Any]) -> None:
         self.file.write(",".join(map(str, row)) + "\n")
         self.file.flush()
-
-
-LOSSES = {"pit_si_sdr": (pit_si_sdr_loss, "separation"), "aec": (aec_loss, "aec"),
-          "aec_near_end": (aec_near_end_loss, "aec")}
-
-
-def _loss_function(name: str, task: str):
-    """``optim.loss`` → the objective; ``"auto"``: PIT SI-SDR for separation, ``aec_loss`` for AEC."""
-    if name == "auto":
-        return aec_loss if task == "aec" else pit_si_sdr_loss
-    if name not in LOSSES:
-        raise ValueError(f"optim.loss: unknown loss {name!r}; choose auto or one of {sorted(LOSSES)}")
-    fn, loss_task = LOSSES[name]
-    if loss_task != task:
-        raise ValueError(f"optim.loss: {name} is a {loss_task} objective, but the model's task is {task}")
-    return fn
-
-
-def _noise_spans(split: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Training and validation shares of every noise recording for ``data.noise_split``."""
-    if split == 0:
-        return (0.0, 1.0), (0.0, 1.0)
-    if not 0.0 < split < 1.0:
-        raise ValueError(f"data.noise_split must be in [0, 1), got {split}")
-    return (0.0, 1.0 - split), (1.0 - split, 1.0)
 
 
 def _progress(start: int, total: int, enabled: bool):
