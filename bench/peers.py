@@ -35,7 +35,7 @@ setting (``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=42
 audiomask as shipped (``audiomask.tune_allocator()``, as its CLI does) and with
 ``AUDIOMASK_TUNE_MALLOC=0``. Ratios are medians over repetitions of ratios within one
 repetition, against each peer as shipped and tuned. The compute limit is the RTF at which
-audiomask's FLOPs per second of audio (``audiomask.profiling.count_macs`` × 2, counted with
+audiomask's FLOPs per second of audio (``audiomask.macs.count_macs`` × 2, counted with
 the CPU fast path off) run at the speed of a 4096² float32 matmul measured in this process in
 each repetition. With CUDA available, inference and training are also measured on the GPU (as
 shipped).
@@ -376,7 +376,7 @@ def flops_per_audio_second(model) -> float:
     The CPU inference fast path (C kernels, folded norms) hides work from the counter, so it is
     switched off while counting."""
     from audiomask import native
-    from audiomask.profiling import count_macs
+    from audiomask.macs import count_macs
 
     enabled, native.ENABLED = native.ENABLED, False
     try:
@@ -648,7 +648,7 @@ over the RSS of the built model. "tuned" = glibc with large blocks kept in the h
 for the peers); "glibc default" = audiomask with `AUDIOMASK_TUNE_MALLOC=0`, the peers as shipped.
 
 Compute limit: {info['flops_per_audio_s'] / 1e9:.2f} GFLOP per second of audio
-(`audiomask.profiling.count_macs` × 2, CPU fast path off while counting) at the 4096² float32
+(`audiomask.macs.count_macs` × 2, CPU fast path off while counting) at the 4096² float32
 matmul speed measured in each repetition: `torch.mm` (MKL) {gflops} GFLOP/s; oneDNN's inner
 product, which audiomask's CPU fast path uses for its 1×1 convs, {dnn} GFLOP/s. The model's
 1×1 convs alone, through oneDNN at their own shapes over the {max(args.seconds):g} s input's frames

@@ -3,7 +3,7 @@ at 16 kHz, on a real two-speaker mixture, next to the paper's figures.
 
 Each preset runs in its own child process (so that its peak RSS is its own): build the model,
 separate the mixture once to warm up, then ``--repeats`` timed passes; RTF = median pass time /
-audio duration. MACs are counted per second of audio with :func:`audiomask.profiling.count_macs`
+audio duration. MACs are counted per second of audio with :func:`audiomask.macs.count_macs`
 for 1 s of input (the paper's convention; attention over all frames makes longer inputs cost a
 little more per second) and for the benchmark input; with ptflops installed, also with the
 tool the authors used (it adds element-wise work).
@@ -34,7 +34,7 @@ CHILD = r"""
 import json, resource, statistics, sys, time
 import soundfile as sf, torch
 import audiomask
-from audiomask.profiling import count_macs
+from audiomask.macs import count_macs
 audiomask.tune_allocator()
 
 preset, threads, seconds, repeats = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])

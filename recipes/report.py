@@ -2,7 +2,7 @@
 """Stage 4 of the recipes: one markdown results row from an evaluation folder.
 
 Reads ``per_utterance.csv`` (written by ``audiomask evaluate`` or
-:mod:`audiomask.recipes.aec_eval`), the preparation record ``prepare.json`` and the
+:mod:`audiomask.corpora.aec_eval`), the preparation record ``prepare.json`` and the
 checkpoint's metadata (training steps), prints the row and keeps it in a results file
 (``RESULTS.md`` of the experiment folder): a row for the same experiment is replaced, so
 re-running the stage does not duplicate it. Standard library only (it runs in a second,

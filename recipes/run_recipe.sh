@@ -3,7 +3,7 @@
 #
 #   stage 1  prepare   audiomask prepare DATASET ROOT --out DATA   (validate the copy, write manifests)
 #   stage 2  train     audiomask train <model>.yaml …  (torchrun for --ngpu > 1; resumes from its out dir)
-#   stage 3  evaluate  audiomask evaluate on the test manifest (AEC: python -m audiomask.recipes.aec_eval)
+#   stage 3  evaluate  audiomask evaluate on the test manifest (AEC: python -m audiomask.corpora.aec_eval)
 #   stage 4  report    a markdown results row in EXP/RESULTS.md
 #
 # Every stage can be re-run: stage 1 is skipped when DATA/prepare.json records the same options,
@@ -164,7 +164,7 @@ if runs 3; then
   elif [[ $kind == aec ]]; then
     args=(--model "$checkpoint" --data "$data_dir/$test_split.csv" --out "$eval_dir" --device "$device")
     $no_pesq && args+=(--no-pesq)
-    "$PYTHON" -m audiomask.recipes.aec_eval "${args[@]}"
+    "$PYTHON" -m audiomask.corpora.aec_eval "${args[@]}"
   else
     args=(evaluate --model "$checkpoint" --data "$data_dir/$test_split.csv" --out "$eval_dir" --device "$device")
     $no_pesq && args+=(--no-pesq)

@@ -78,8 +78,8 @@ def test_chunked_long_input_path_equals_module_forward(monkeypatch, chunk):
     dilation included) into the shared mapped buffers, and masks are decoded in chunks: the
     result is still the module forward's."""
     monkeypatch.setattr(cpu_inference, "WHOLE", 100)
-    monkeypatch.setattr(cpu_inference, "CHUNK", chunk)
-    monkeypatch.setattr(ConvTasNet, "_MASK_CHUNK", 29)
+    monkeypatch.setattr(cpu_inference, "SPAN", chunk)
+    monkeypatch.setattr(ConvTasNet, "_MASK_SPAN", 29)
     monkeypatch.setattr("audiomask.runtime.MAPPED_MIN_BYTES", 1024)  # small buffers mapped too
     for overrides in ({}, {"skip_chan": 0}, {"n_src": 3, "mask_act": "softmax"}):
         model = _model(**overrides)
@@ -259,7 +259,7 @@ def test_model_built_under_inference_mode_runs_the_fast_path():
 
 
 def test_mac_count_sees_the_work_of_the_kernels():
-    from audiomask.profiling import count_macs
+    from audiomask.macs import count_macs
 
     model = _model()
     with_kernels = count_macs(model, seconds=0.25)

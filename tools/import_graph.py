@@ -23,12 +23,12 @@ LAYERS = [
     ["audiomask.fileio", "audiomask.runtime", "audiomask.native", "audiomask.state_dicts"],
     ["audiomask.audio", "audiomask.metrics", "audiomask.nn", "audiomask.kernels", "audiomask.filterbanks"],
     # the streaming protocol and sessions fold any model's init_state/step/flush: below the models
-    ["audiomask.maskers", "audiomask.losses", "audiomask.profiling", "audiomask.streaming"],
+    ["audiomask.maskers", "audiomask.losses", "audiomask.macs", "audiomask.streaming"],
     ["audiomask.models"],
     ["audiomask.interop", "audiomask.published", "audiomask.hub", "audiomask.loading", "audiomask.data"],
     ["audiomask.separation", "audiomask.tasks", "audiomask.cli.common", "audiomask.echo_cancellation", "audiomask.outputs",
      "audiomask.evaluate", "audiomask.plot"],
-    ["audiomask.training", "audiomask.export", "audiomask.recipes"],
+    ["audiomask.training", "audiomask.export", "audiomask.corpora"],
     ["audiomask.serve", "audiomask.cli", "audiomask.__main__", "audiomask"],
 ]
 

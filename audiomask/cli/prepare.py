@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audiomask.recipes import PREPARERS, prepare
-from audiomask.recipes.common import PrepareError
+from audiomask.corpora import PREPARERS, prepare
+from audiomask.corpora.common import PrepareError
 
 
 def _epilog() -> str:

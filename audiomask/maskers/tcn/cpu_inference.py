@@ -15,11 +15,11 @@ autograd, with four passes over memory per block instead of about twelve:
    vector is not added to the ``[T, ·]`` activations but carried: for the residual path into
    the next block's input bias (``Wᵢₙ (x + o) = Wᵢₙ x + Wᵢₙ o``), for the skip path to the end.
 
-Long inputs (above :data:`WHOLE` frames) run every pass :data:`CHUNK` frames at a time, so
+Long inputs (above :data:`WHOLE` frames) run every pass over spans of :data:`SPAN` frames, so
 that peak memory is ``[x | skip]``, one ``h`` shared by all blocks (both in their own memory
-maps, :func:`~audiomask.runtime.mapped_zeros`) and a few chunks: pass 2 reads each chunk of
+maps, :func:`~audiomask.runtime.mapped_zeros`) and a few spans: pass 2 reads each span of
 ``h`` while it is still in cache, and pass 3 runs twice, once for the statistics alone, then
-chunk by chunk before each chunk's pass 4.
+span by span before each span's pass 4.
 
 The input gLN is folded into the bottleneck the same way. Outputs equal the module's forward
 to float32 rounding (tests: ≤ 1e-5 relative). Used by :class:`~audiomask.maskers.tcn.TCNMasker`
@@ -111,19 +111,19 @@ def _plan(masker) -> _Plan:
     return plan
 
 
-#: inputs of more frames than this run chunk by chunk (:func:`blocks`), so that no ``[T, N]``
+#: inputs of more frames than this run span by span (:func:`blocks`), so that no ``[T, N]``
 #: or ``[T, H]`` activation but the blocks' shared ``h`` exists whole (long inputs: memory);
 #: up to it every pass runs over all frames at once (short inputs: speed)
 WHOLE = 8192
-#: frames per chunk above :data:`WHOLE`
-CHUNK = 2048
+#: frames per span above :data:`WHOLE`
+SPAN = 2048
 
 
 def _spans(frames: int) -> list[tuple[int, int]]:
-    """``[r0, r1)`` row ranges the passes run over: one, or chunks of :data:`CHUNK` frames."""
+    """``[r0, r1)`` row ranges the passes run over: one, or spans of :data:`SPAN` frames."""
     if frames <= WHOLE:
         return [(0, frames)]
-    return [(r0, min(frames, r0 + CHUNK)) for r0 in range(0, frames, CHUNK)]
+    return [(r0, min(frames, r0 + SPAN)) for r0 in range(0, frames, SPAN)]
 
 
 @torch.no_grad()
@@ -131,7 +131,7 @@ def tcn_features(masker, rep: Tensor) -> Tensor:
     """What the mask head reads — the summed skip connections (or the residual path when the
     TCN has no skip path) — for one example given frames-major ``rep [T, N]``: ``[T, Sc]``
     (or ``[T, B]``). Equals the module's intermediate result to float32 rounding.
-    (:func:`bottleneck` then :func:`blocks`; a caller that can compute ``rep`` chunk by chunk
+    (:func:`bottleneck` then :func:`blocks`; a caller that can compute ``rep`` span by span
     never holds it whole.)"""
     return blocks(masker, *bottleneck(masker, lambda r0, r1: rep[r0:r1], rep.shape[0]))
 
@@ -141,7 +141,7 @@ def bottleneck(masker, encode: Callable[[int, int], Tensor], frames: int) -> tup
     """The input gLN and bottleneck of the frames-major encoder output, given as ``encode(r0,
     r1)`` → its rows ``[r1 − r0, N]`` of ``frames``: ``(acc, offset)`` where ``acc [T, B + Sc]``
     holds the residual path without its constant ``offset [B]`` and zeros for the skip sums.
-    Above :data:`WHOLE` frames the rows are asked for twice, chunk by chunk (the norm's
+    Above :data:`WHOLE` frames the rows are asked for twice, span by span (the norm's
     statistics, then the product), so ``[T, N]`` never exists whole."""
     p = _plan(masker)
     n_bn = p.w_bn.shape[0]
@@ -183,14 +183,14 @@ def _block(b: _BlockWeights, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor |
            spans: list[tuple[int, int]]) -> Tensor:
     """One block over ``acc [T, B + Sc]`` (updated in place) whose residual path lacks its
     constant ``offset [B]``. ``g`` holds the depthwise pass's rows: all of them when
-    ``spans`` is one chunk; then ``h`` is ``None`` and the block makes its own. Otherwise
-    ``g`` holds one chunk and ``h [T, H]`` is a buffer the blocks share. Returns the block's
+    ``spans`` is one span; then ``h`` is ``None`` and the block makes its own. Otherwise
+    ``g`` holds one span and ``h [T, H]`` is a buffer the blocks share. Returns the block's
     own constant ``[B + Sc]`` (module docstring).
 
-    On more than one chunk every pass runs chunk by chunk, so besides ``acc`` and ``h`` a
-    block holds only chunks: the 1×1 conv in fills ``h`` (each product's statistics read
+    On more than one span every pass runs span by span, so besides ``acc`` and ``h`` a
+    block holds only spans: the 1×1 conv in fills ``h`` (each product's statistics read
     while it is still in cache), the depthwise pass runs twice, first for the second norm's
-    statistics alone, then to feed the residual/skip 1×1 convs, each chunk's product added
+    statistics alone, then to feed the residual/skip 1×1 convs, each span's product added
     into ``acc`` at once. (Writing into one ``h`` rather than a new ``[T, H]`` per block
     keeps the heap from growing: glibc would split the freed ``h`` for small requests and
     put the next one elsewhere.)"""

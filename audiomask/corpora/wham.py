@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiomask.recipes.common import Collected, PrepareOptions, Preparer, Row, match_by_name
-from audiomask.recipes.wsj0mix import WSJ0MIX_SPLITS
+from audiomask.corpora.common import Collected, PrepareOptions, Preparer, Row, match_by_name
+from audiomask.corpora.wsj0mix import WSJ0MIX_SPLITS
 
 WHAM_TASKS = {  # task -> (mixture folder, target folders, noise folder or None)
     "sep_clean": ("mix_clean", ("s1", "s2"), None),

@@ -14,7 +14,7 @@ Writes ``OUT/per_utterance.csv`` (``id, scenario, si_sdr, si_sdri, erle[, pesq_w
 that does not apply to a clip is left empty) and prints the mean, median and 95 % confidence
 interval of each metric (Student t, as :mod:`audiomask.evaluate`).
 
-    python -m audiomask.recipes.aec_eval --model exp/d3net-aec/best.safetensors \\
+    python -m audiomask.corpora.aec_eval --model exp/d3net-aec/best.safetensors \\
         --data data/aec-challenge/test.csv --out exp/d3net-aec/eval_test
 """
 
@@ -136,7 +136,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m audiomask.recipes.aec_eval",
+    parser = argparse.ArgumentParser(prog="python -m audiomask.corpora.aec_eval",
                                      description="Score an echo canceller on an AEC manifest (audiomask prepare "
                                                  "aec-challenge): near-end SI-SDR(i), PESQ, far-end single-talk ERLE.")
     parser.add_argument("--model", required=True, help="AEC checkpoint, bundled model or NAME:PRESET")

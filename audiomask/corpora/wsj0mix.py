@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiomask.recipes.common import Collected, PrepareOptions, Preparer, Row, match_by_name
+from audiomask.corpora.common import Collected, PrepareOptions, Preparer, Row, match_by_name
 
 WSJ0MIX_SPLITS = {"tr": 20000, "cv": 5000, "tt": 3000}
 GENERATION = ("Generate with the MERL scripts (https://www.merl.com/research/highlights/deep-clustering, "

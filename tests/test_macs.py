@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import audiomask
-from audiomask.profiling import count_macs, macs_by_module, macs_of
+from audiomask.macs import count_macs, macs_by_module, macs_of
 
 
 def test_layers_are_counted_as_by_hand():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from audiomask.recipes.common import Collected, PrepareError, PrepareOptions, Preparer, Row, match_by_name, name_list
+from audiomask.corpora.common import Collected, PrepareError, PrepareOptions, Preparer, Row, match_by_name, name_list
 
 LIBRIMIX_TRAIN_SPLITS = ("train-100", "train-360")
 

@@ -25,7 +25,7 @@ import yaml
 from audiomask.cli import main as cli_main
 from audiomask.data.manifest import MixtureDataset
 from audiomask.models.registry import build, get_model_class, list_models
-from audiomask.recipes import PREPARERS, PrepareError, prepare
+from audiomask.corpora import PREPARERS, PrepareError, prepare
 from audiomask.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]

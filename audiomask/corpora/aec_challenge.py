@@ -14,7 +14,7 @@ noise flags, and the ``split`` column, ``train`` / ``test``)::
 The folder and file names are :data:`audiomask.data.aec.AEC_CHALLENGE_DIRS`, the layout
 :class:`~audiomask.data.AECChallengeDataset` (what ``audiomask train`` reads with
 ``data.aec_dir``) uses; this module validates a copy against it and writes one manifest per
-``split`` (columns ``id, mic, far, near, echo``) for scoring (:mod:`audiomask.recipes.aec_eval`).
+``split`` (columns ``id, mic, far, near, echo``) for scoring (:mod:`audiomask.corpora.aec_eval`).
 ``ROOT`` may also be the repository checkout (``datasets/synthetic`` is then used).
 """
 
@@ -24,7 +24,7 @@ import csv
 from pathlib import Path
 
 from audiomask.data.aec import AEC_CHALLENGE_DIRS
-from audiomask.recipes.common import (Collected, PrepareError, PrepareOptions, Preparer, Row, audio_names,
+from audiomask.corpora.common import (Collected, PrepareError, PrepareOptions, Preparer, Row, audio_names,
                                       n_files, name_list)
 
 AEC_ROLES = ("mic", "far", "near", "echo")

@@ -1,6 +1,6 @@
 """Benchmark corpora: validate a user's copy and write the manifests the recipes train on.
 
-``PREPARERS`` maps each ``audiomask prepare`` name to its :class:`~audiomask.recipes.common.Preparer`
+``PREPARERS`` maps each ``audiomask prepare`` name to its :class:`~audiomask.corpora.common.Preparer`
 (one module per corpus family: :mod:`.wsj0mix`, :mod:`.librimix`, :mod:`.wham` (WHAM! and
 WHAMR!), :mod:`.echoset`, :mod:`.aec_challenge`); :mod:`.common` holds what they share
 (matching files across folders, header checks, manifest writing), :mod:`.aec_eval` scores an
@@ -8,7 +8,7 @@ echo canceller on a prepared AEC manifest, :mod:`.cli` is ``audiomask prepare``.
 recipes (configs, ``run.sh``, results tables) are in the repository's ``recipes/<dataset>/``
 folders.
 
->>> from audiomask.recipes import prepare
+>>> from audiomask.corpora import prepare
 >>> result = prepare("wham", "/data/wham", "data/wham", sample_rate=8000, mode="min")
 >>> result.manifests["tt"]           # data/wham/tt.csv: id,mix,s1,s2,noise
 """
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 
-from audiomask.recipes.aec_challenge import AECChallenge
-from audiomask.recipes.common import PrepareError, PrepareOptions, Preparer, PrepareResult
-from audiomask.recipes.echoset import EchoSet
-from audiomask.recipes.librimix import LibriMix
-from audiomask.recipes.wham import WHAM, WHAMR
-from audiomask.recipes.wsj0mix import WSJ0Mix
+from audiomask.corpora.aec_challenge import AECChallenge
+from audiomask.corpora.common import PrepareError, PrepareOptions, Preparer, PrepareResult
+from audiomask.corpora.echoset import EchoSet
+from audiomask.corpora.librimix import LibriMix
+from audiomask.corpora.wham import WHAM, WHAMR
+from audiomask.corpora.wsj0mix import WSJ0Mix
 
 __all__ = ["PREPARERS", "prepare", "PrepareError", "PrepareOptions", "PrepareResult", "Preparer"]
 

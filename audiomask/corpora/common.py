@@ -1,6 +1,6 @@
 """What every corpus preparer shares: match files across folders, check them, write manifests.
 
-A preparer (one per corpus family, see :mod:`audiomask.recipes`) only knows its corpus'
+A preparer (one per corpus family, see :mod:`audiomask.corpora`) only knows its corpus'
 layout: which split folders exist, which sub-folders hold the mixture and each target, and
 where the metadata are. It turns that into :class:`Row` lists (one per mixture: a role →
 file map) and hands them to :meth:`Preparer.prepare`, which runs the same steps for every

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from audiomask.recipes.common import Collected, PrepareError, PrepareOptions, Preparer, Row, n_files, name_list
+from audiomask.corpora.common import Collected, PrepareError, PrepareOptions, Preparer, Row, n_files, name_list
 
 ECHOSET_SPLITS = ("train", "val", "test")
 ECHOSET_TARGETS = ("spk1_reverb", "spk2_reverb")
