@@ -46,10 +46,9 @@ class OfflineTIGER(nn.Module):
     """TIGER with a real-valued STFT: ``[B, T]`` → ``[B, n_src, T]`` (``T > n_fft / 2``: the
     reflect padding of the STFT).
 
-    The masker's layers are the model's; the complex glue of
-    :meth:`~audiomask.maskers.tiger.TIGERMasker.forward` (band split of ``view_as_real``,
-    :func:`~audiomask.maskers.tiger.constrain_masks`, the complex mask product) is written on
-    real/imaginary pairs.
+    The masks are the masker's own (:meth:`~audiomask.maskers.tiger.TIGERMasker.masks_from_pairs`,
+    what its ``forward`` runs on ``view_as_real`` of the spectrum); only the mask product is
+    written here, on real/imaginary pairs.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -58,49 +57,10 @@ class OfflineTIGER(nn.Module):
         self.stft, self.istft = RealSTFT(model.encoder), RealISTFT(model.decoder)
 
     def forward(self, mix: Tensor) -> Tensor:
-        masker = self.model.masker
-        split = masker.band_split
         ri = self.stft(mix)  # [B, 2, F, frames]
-        batch, frames = ri.shape[0], ri.shape[-1]
-        feats = [band(ri[:, :, s : s + w].reshape(batch, 2 * w, frames))
-                 for band, s, w in zip(split.bands, split.starts, split.widths)]
-        x = masker.separator(torch.stack(feats, 2))  # [B, N, K, frames]
-        raw = torch.cat([head(x[:, :, k]) for k, head in enumerate(masker.mask_heads)], dim=4)
-        masks = raw[:, 0] * torch.sigmoid(raw[:, 1])  # [B, 2, C, F, frames]
-        n_src = masks.shape[2]
-        real = masks[:, 0] - (masks[:, 0].sum(1, keepdim=True) - 1) / n_src
-        imag = masks[:, 1] - masks[:, 1].sum(1, keepdim=True) / n_src
+        real, imag = self.model.masker.masks_from_pairs(ri)  # [B, C, F, frames] each
         est = complex_mul(torch.stack((real, imag), 2), ri.unsqueeze(1), 2)  # [B, C, 2, F, frames]
-        return self.istft(est.flatten(0, 1), mix.shape[-1]).unflatten(0, (batch, n_src))
-
-
-def d3net_masks(masker: nn.Module, mic: Tensor, far: Tensor, state: Any) -> tuple[Tensor, Tensor, list]:
-    """:meth:`D3NetAECMasker.step <audiomask.maskers.d3net.D3NetAECMasker.step>` on real pairs:
-    spectra ``[B, 2, F, T]`` → echo and noise masks ``[B, 2, F, T]`` and the new state."""
-    z = torch.stack((mic, far), 2)  # [B, 2 (re, im), 2 (mic, far), F, T]: to_pseudo's layout
-    if masker.compress != 1.0:
-        z = z * (z[:, 0].square() + z[:, 1].square() + 1e-8).pow((masker.compress - 1.0) / 2).unsqueeze(1)
-    state = state or [None] * (len(masker.blocks) + 3)
-    x, s_in = masker.in_conv(z, state[0])
-    new_state = [s_in]
-    for i, block in enumerate(masker.blocks):
-        x, s = block(x, state[1 + i])
-        new_state.append(s)
-    masks = []
-    for head, s in ((masker.echo_head, state[-2]), (masker.noise_head, state[-1])):
-        y, s = head.conv(torch.relu(head.norm(x)), s)
-        masks.append(_bounded_mask(y, head.mask_act)[:, :, 0])
-        new_state.append(s)
-    return masks[0], masks[1], new_state
-
-
-def _bounded_mask(y: Tensor, kind: str) -> Tensor:
-    """:func:`~audiomask.nn.complex.bounded_mask` on a pseudo-complex ``[B, 2, C, F, T]``,
-    keeping the real pair."""
-    if kind == "linear":
-        return y
-    r = (y[:, 0].square() + y[:, 1].square() + 1e-12).sqrt()
-    return y * (torch.tanh(r) / r).unsqueeze(1)
+        return self.istft(est.flatten(0, 1), mix.shape[-1]).unflatten(0, (ri.shape[0], real.shape[1]))
 
 
 class OfflineAEC(nn.Module):
@@ -114,7 +74,7 @@ class OfflineAEC(nn.Module):
 
     def forward(self, mic: Tensor, far: Tensor) -> Tensor:
         spec = self.stft(mic)
-        echo, noise, _ = d3net_masks(self.model.masker, spec, self.stft(far), None)
+        echo, noise, _ = self.model.masker.step_pairs(spec, self.stft(far), None)
         near = complex_mul(noise, complex_mul(echo, spec, 1), 1)
         return self.istft(near, mic.shape[-1]).unsqueeze(1)
 
@@ -244,7 +204,7 @@ class AECStream(StreamGraph):
         self.overlap = enc.n_fft - enc.hop_length
         with torch.no_grad():  # the masker's state layout: run one frame from no history
             spec = torch.zeros(1, 2, enc.n_bins, 1)
-            _, _, state = d3net_masks(self.model.masker, spec, spec, None)
+            _, _, state = self.model.masker.step_pairs(spec, spec, None)
         self.state_tree = _structure(state)
         self.history_shapes = [tuple(t.shape) for t in _leaves(state)]
         self.state_names = (["mic_stft", "far_stft"] + [f"history_{i}" for i in range(len(self.history_shapes))]
@@ -262,7 +222,7 @@ class AECStream(StreamGraph):
         history = _rebuild(self.state_tree, list(state[2 : 2 + n_hist]))
         ola, env_tail = state[2 + n_hist], state[3 + n_hist]
         spec = self.stft.frames(mic_buf)  # [1, 2, F, frames]
-        echo, noise, history = d3net_masks(self.model.masker, spec, self.stft.frames(far_buf), history)
+        echo, noise, history = self.model.masker.step_pairs(spec, self.stft.frames(far_buf), history)
         near = complex_mul(noise, complex_mul(echo, spec, 1), 1)  # [1, 2, F, frames]
         wav, env = self.istft.overlap_add(near)
         tail = self.overlap

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from audiomask.nn.complex import ComplexConv2d, ComplexNorm, bounded_mask, compress, to_pseudo
+from audiomask.nn.complex import ComplexConv2d, ComplexNorm, bounded_mask_pairs, compress_pairs, to_complex, to_pseudo
 
 State = Any  # nested lists of history tensors (None before the first frame)
 
@@ -149,8 +149,13 @@ class MaskHead(nn.Module):
             self.conv.bias[0].fill_(float(torch.atanh(torch.tensor(0.9))) if mask_act == "tanh" else 0.9)
 
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
+        mask, state = self.pairs(x, state)
+        return to_complex(mask), state
+
+    def pairs(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
+        """The mask as real/imaginary pairs ``[B, 2, F, T]``."""
         y, state = self.conv(torch.relu(self.norm(x)), state)
-        return bounded_mask(y, self.mask_act)[:, 0], state
+        return bounded_mask_pairs(y, self.mask_act)[:, :, 0], state
 
 
 class D3NetAECMasker(nn.Module):
@@ -214,13 +219,19 @@ class D3NetAECMasker(nn.Module):
         if mic_spec.shape[-1] == 0:
             empty = mic_spec.new_zeros(mic_spec.shape[0], 2, *mic_spec.shape[1:])
             return empty, state
+        echo, noise, state = self.step_pairs(to_pseudo(mic_spec), to_pseudo(far_spec), state)
+        return torch.stack([to_complex(echo), to_complex(noise)], dim=1), state
+
+    def step_pairs(self, mic: Tensor, far: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+        """:meth:`step` on spectra as real/imaginary pairs ``[B, 2, F, T]`` (no shape checks):
+        echo and noise masks ``[B, 2, F, T]`` and the new state — what exported graphs run."""
         state = state or [None] * (len(self.blocks) + 3)
-        features = to_pseudo(compress(torch.stack([mic_spec, far_spec], dim=1), self.compress))
+        features = compress_pairs(torch.stack((mic, far), 2), self.compress)  # [B, 2, 2 (mic, far), F, T]
         x, s_in = self.in_conv(features, state[0])
         new_state = [s_in]
         for i, block in enumerate(self.blocks):
             x, s = block(x, state[1 + i])
             new_state.append(s)
-        echo, s_e = self.echo_head(x, state[-2])
-        noise, s_n = self.noise_head(x, state[-1])
-        return torch.stack([echo, noise], dim=1), new_state + [s_e, s_n]
+        echo, s_e = self.echo_head.pairs(x, state[-2])
+        noise, s_n = self.noise_head.pairs(x, state[-1])
+        return echo, noise, new_state + [s_e, s_n]

@@ -90,8 +90,12 @@ class BandSplit(nn.Module):
         self.bands = nn.ModuleList(BandProjection(w, feature_dim) for w in self.widths)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        batch, _, frames = spec.shape
-        ri = torch.view_as_real(spec).permute(0, 3, 1, 2)  # [B, 2, F, T]
+        return self.from_pairs(torch.view_as_real(spec).permute(0, 3, 1, 2))
+
+    def from_pairs(self, ri: torch.Tensor) -> torch.Tensor:
+        """The same on the spectrum as real/imaginary pairs ``[batch, 2, F, T]`` (what an
+        exported graph, which has no complex type, holds)."""
+        batch, _, _, frames = ri.shape
         feats = [band(ri[:, :, s : s + w].reshape(batch, 2 * w, frames))
                  for band, s, w in zip(self.bands, self.starts, self.widths)]
         return torch.stack(feats, 2)
@@ -212,19 +216,27 @@ class TIGERMasker(nn.Module):
         return len(self.band_widths)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        feats = self.separator(self.band_split(spec))  # [B, N, K, T]
+        return torch.complex(*self.masks_from_pairs(torch.view_as_real(spec).permute(0, 3, 1, 2)))
+
+    def masks_from_pairs(self, ri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` on the spectrum as real/imaginary pairs ``[B, 2, F, T]``: the masks'
+        real and imaginary parts, each ``[B, C, F, T]`` (for graphs without a complex type)."""
+        feats = self.separator(self.band_split.from_pairs(ri))  # [B, N, K, T]
         raw = torch.cat([head(feats[:, :, k]) for k, head in enumerate(self.mask_heads)], dim=4)
         masks = raw[:, 0] * torch.sigmoid(raw[:, 1])  # [B, 2, C, F, T]
-        return constrain_masks(masks[:, 0], masks[:, 1])
+        return constrain_mask_pairs(masks[:, 0], masks[:, 1])
 
 
-def constrain_masks(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
-    """Complex masks ``[batch, C, F, T]`` whose real parts sum to 1 and imaginary parts to 0
-    over the sources (``dim=1``), by subtracting the mean excess from each source. Computed
-    in float32 at least (mixed precision has no bfloat16 complex type)."""
+def constrain_mask_pairs(real: torch.Tensor, imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks ``[batch, C, F, T]`` (real and imaginary parts) whose real parts sum to 1 and
+    imaginary parts to 0 over the sources (``dim=1``), by subtracting the mean excess from each
+    source. Computed in float32 at least (mixed precision has no bfloat16 complex type)."""
     n_src = real.shape[1]
     dtype = torch.promote_types(real.dtype, torch.float32)
     real, imag = real.to(dtype), imag.to(dtype)
-    real = real - (real.sum(1, keepdim=True) - 1) / n_src
-    imag = imag - imag.sum(1, keepdim=True) / n_src
-    return torch.complex(real, imag)
+    return real - (real.sum(1, keepdim=True) - 1) / n_src, imag - imag.sum(1, keepdim=True) / n_src
+
+
+def constrain_masks(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+    """:func:`constrain_mask_pairs` as complex masks ``[batch, C, F, T]``."""
+    return torch.complex(*constrain_mask_pairs(real, imag))

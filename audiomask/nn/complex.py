@@ -49,6 +49,14 @@ def compress(z: Tensor, power: float, eps: float = 1e-8) -> Tensor:
     return z * (z.real.square() + z.imag.square() + eps).pow((power - 1.0) / 2)
 
 
+def compress_pairs(x: Tensor, power: float, eps: float = 1e-8) -> Tensor:
+    """:func:`compress` of a pseudo-complex ``x [B, 2, …]`` (the same numbers, for graphs
+    without a complex type)."""
+    if power == 1.0:
+        return x
+    return x * (x[:, 0].square() + x[:, 1].square() + eps).pow((power - 1.0) / 2).unsqueeze(1)
+
+
 def bounded_mask(x: Tensor, kind: str = "tanh") -> Tensor:
     """Complex mask from a pseudo-complex map ``x [B, 2, C, F, T]`` → complex ``[B, C, F, T]``.
 
@@ -56,13 +64,17 @@ def bounded_mask(x: Tensor, kind: str = "tanh") -> Tensor:
       written as ``x · tanh(r)/r``, which is smooth at ``r = 0``.
     * ``"linear"``: ``x`` itself (unbounded).
     """
+    return to_complex(bounded_mask_pairs(x, kind))
+
+
+def bounded_mask_pairs(x: Tensor, kind: str = "tanh") -> Tensor:
+    """:func:`bounded_mask` kept pseudo-complex: ``[B, 2, C, F, T]`` → ``[B, 2, C, F, T]``."""
     if kind == "linear":
-        return to_complex(x)
+        return x
     if kind != "tanh":
         raise ValueError(f"unknown mask activation {kind!r}; choose one of {MASK_ACTIVATIONS}")
     r = (x[:, 0].square() + x[:, 1].square() + 1e-12).sqrt()
-    gain = torch.tanh(r) / r
-    return torch.complex(x[:, 0] * gain, x[:, 1] * gain)
+    return x * (torch.tanh(r) / r).unsqueeze(1)
 
 
 class ComplexConv2d(nn.Module):
