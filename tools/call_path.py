@@ -1,0 +1,98 @@
+"""The path of one sample through the package (issue 25): which of audiomask's files run, in
+what order, from ``audiomask separate`` until the decoder first runs.
+
+Runs ``audiomask separate`` on a file in-process under ``sys.setprofile``, records every call
+into a function defined in the package, collapses consecutive calls within one file, and
+stops at the decoder's first call. Prints the files in order, how many distinct files, and
+how many times the path comes back to a file it had left (back-and-forth).
+
+    python tools/call_path.py [--model convtasnet-mini2mix] [--input egs/quickstart/mix.wav]
+    python tools/call_path.py --start ConvTasNet.forward     # the model's part only
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "audiomask"
+
+
+DECODERS = ("ConvDecoder.", "ISTFTDecoder.")
+
+
+class _Stop(Exception):
+    pass
+
+
+def trace(model: str, wav: str, start: str = "cmd_separate") -> list[str]:
+    """The files (relative to the repository) that run, collapsed, until the decoder first
+    runs (a method of a decoder class, or a model's ``decode``)."""
+    import audiomask  # noqa: F401  (imports happen before tracing)
+    from audiomask.cli import main
+
+    files: list[str] = []
+    started: list[bool] = []
+    kernels = str(ROOT / "kernels")
+
+    def profile(frame, event, arg):
+        if event != "call":
+            return
+        name = frame.f_code.co_filename
+        if not (name.startswith(str(PACKAGE)) or name.startswith(kernels)):
+            return
+        rel = str(Path(name).resolve().relative_to(ROOT))
+        qualname = frame.f_code.co_qualname
+        if qualname == start:
+            started.append(True)
+        if not started or not frame.f_code.co_flags & inspect.CO_OPTIMIZED or qualname.endswith("__init_subclass__"):
+            return  # before the command runs; module and class bodies (imports)
+        if (qualname.startswith(DECODERS) and not qualname.endswith("__init__")) or qualname.endswith(".decode"):
+            files.append(rel)
+            raise _Stop
+        if not files or files[-1] != rel:
+            files.append(rel)
+
+    with tempfile.TemporaryDirectory() as out:
+        sys.setprofile(profile)
+        try:
+            main(["separate", wav, "--model", model, "--out", out, "--quiet", "--threads", "1"])
+        except _Stop:
+            pass
+        finally:
+            sys.setprofile(None)
+    return files
+
+
+def summarize(files: list[str]) -> tuple[int, int]:
+    """(distinct files, returns to a file already left — a loop over blocks that calls into
+    two helper files counts once per pass)."""
+    seen, back = set(), 0
+    for i, f in enumerate(files):
+        if f in seen and files[i - 1] != f:
+            back += 1
+        seen.add(f)
+    return len(seen), back
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="convtasnet-mini2mix")
+    ap.add_argument("--input", default=str(ROOT / "egs" / "quickstart" / "mix.wav"))
+    ap.add_argument("--start", default="cmd_separate",
+                    help="qualified name of the function the path starts at, e.g. ConvTasNet.forward "
+                         "(the separation alone, after loading and file handling)")
+    args = ap.parse_args()
+    files = trace(args.model, args.input, args.start)
+    for f in files:
+        print(f"  {f}")
+    distinct, back = summarize(files)
+    print(f"{distinct} files, {len(files)} visits, {back} returns to a file already left")
+
+
+if __name__ == "__main__":
+    main()
