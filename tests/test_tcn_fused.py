@@ -79,7 +79,7 @@ def test_chunked_long_input_path_equals_module_forward(monkeypatch, chunk):
     result is still the module forward's."""
     monkeypatch.setattr(cpu_inference, "WHOLE", 100)
     monkeypatch.setattr(cpu_inference, "SPAN", chunk)
-    monkeypatch.setattr(ConvTasNet, "_MASK_SPAN", 29)
+    monkeypatch.setattr(cpu_inference, "MASK_SPAN", 29)
     monkeypatch.setattr("audiomask.runtime.MAPPED_MIN_BYTES", 1024)  # small buffers mapped too
     for overrides in ({}, {"skip_chan": 0}, {"n_src": 3, "mask_act": "softmax"}):
         model = _model(**overrides)

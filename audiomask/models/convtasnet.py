@@ -17,7 +17,6 @@ from audiomask.filterbanks import ConvDecoder, ConvEncoder
 from audiomask.maskers.tcn import cpu_inference
 from audiomask.maskers.tcn.paths import runs_cpu_inference
 from audiomask.maskers.tcn import TCNMasker
-from audiomask.nn import onednn
 from audiomask.models.base import EncoderMaskerDecoder, as_batch
 from audiomask.models.registry import register_model
 
@@ -127,31 +126,5 @@ class ConvTasNet(EncoderMaskerDecoder):
         wav, unbatched = as_batch(mix)
         if not runs_cpu_inference(self.masker, wav):
             return super().forward(mix)
-        est = torch.stack([self._separate_frames_major(w) for w in wav])
+        est = torch.stack([cpu_inference.separate(self, w) for w in wav])  # same result, less memory
         return est[0] if unbatched else est
-
-    #: frames per step of the mask → decoder loop of the CPU fast path (bounds its memory)
-    _MASK_SPAN = 1024
-
-    def _separate_frames_major(self, wav: torch.Tensor) -> torch.Tensor:
-        """CPU inference of one waveform ``[T]`` → ``[C, T]``, equal to the module forward to
-        float32 rounding: the encoder, TCN (:mod:`audiomask.maskers.tcn.cpu_inference`), masks and
-        decoder all frames-major. The encoder output ``[frames, N]`` is never kept: the TCN's
-        bottleneck and the masks compute it again span by span (a ``[frames, L] × [L, N]``
-        product); masks are made, applied and decoded ``_MASK_SPAN`` frames at a time, so no
-        ``[C, N, frames]`` tensor exists either."""
-        masker, basis = self.masker, self.decoder.conv.weight[:, 0]  # [N, L]
-        n_frames, n_src = self.encoder.framing.n_frames(wav.shape[-1]), self.n_src
-        acc, offset = cpu_inference.bottleneck(masker, lambda t0, t1: self.encoder.frames_major(wav, t0, t1), n_frames)
-        features = cpu_inference.blocks(masker, acc, offset)  # a view of acc
-        slope, w_out, b_out = masker.out_act.weight, masker.out_conv.weight[:, :, 0], masker.out_conv.bias
-        frames = features.new_empty(n_src, n_frames, basis.shape[1])
-        for t0 in range(0, n_frames, self._MASK_SPAN):
-            t1 = min(t0 + self._MASK_SPAN, n_frames)
-            hidden = torch.nn.functional.prelu(features[t0:t1], slope)
-            scores = onednn.linear(hidden, w_out, b_out).view(t1 - t0, n_src, -1)
-            rep = self.encoder.frames_major(wav, t0, t1)  # encoded again, span by span
-            masked = masker._activate(scores).mul_(rep.unsqueeze(1))  # [F', C, N]
-            torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
-        del acc, features
-        return self.decoder.decode_frames(frames, wav.shape[-1])

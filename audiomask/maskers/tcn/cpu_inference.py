@@ -230,3 +230,29 @@ def tcn_scores(masker, features: Tensor) -> Tensor:
     out = masker.out_conv
     return onednn.linear(F.prelu(features, masker.out_act.weight), out.weight[:, :, 0], out.bias)
 
+
+#: frames per step of :func:`separate`'s mask → decoder loop (bounds its memory)
+MASK_SPAN = 1024
+
+
+def separate(model, wav: Tensor) -> Tensor:
+    """A whole Conv-TasNet (conv encoder → this TCN → conv decoder) on one waveform ``[T]`` →
+    ``[C, T]``, equal to the module forward to float32 rounding, all frames-major. The encoder
+    output ``[frames, N]`` is never kept: the bottleneck and the masks compute it again span
+    by span (a ``[frames, L] × [L, N]`` product); masks are made, applied and decoded
+    :data:`MASK_SPAN` frames at a time, so no ``[C, N, frames]`` tensor exists either."""
+    masker, encoder, basis = model.masker, model.encoder, model.decoder.conv.weight[:, 0]  # [N, L]
+    n_frames, n_src = encoder.framing.n_frames(wav.shape[-1]), masker.n_src
+    acc, offset = bottleneck(masker, lambda t0, t1: encoder.frames_major(wav, t0, t1), n_frames)
+    features = blocks(masker, acc, offset)  # a view of acc
+    slope, w_out, b_out = masker.out_act.weight, masker.out_conv.weight[:, :, 0], masker.out_conv.bias
+    frames = features.new_empty(n_src, n_frames, basis.shape[1])
+    for t0 in range(0, n_frames, MASK_SPAN):
+        t1 = min(t0 + MASK_SPAN, n_frames)
+        hidden = F.prelu(features[t0:t1], slope)
+        scores = onednn.linear(hidden, w_out, b_out).view(t1 - t0, n_src, -1)
+        rep = encoder.frames_major(wav, t0, t1)  # encoded again, span by span
+        masked = masker._activate(scores).mul_(rep.unsqueeze(1))  # [F', C, N]
+        torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
+    del acc, features
+    return model.decoder.decode_frames(frames, wav.shape[-1])
