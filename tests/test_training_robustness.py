@@ -192,11 +192,15 @@ def copy_run(finished_run, tmp_path, small_speech_dir, **sections):
 
 
 def damage_random_bytes(path):
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 64] = torch.randint(0, 256, (64,), generator=torch.Generator().manual_seed(0),
-                                               dtype=torch.uint8).numpy().tobytes()
-    path.write_bytes(bytes(data))
+    """64 random bytes in a weight of a state file that is otherwise well-formed (torch's zip
+    reader checks each record's CRC, so bytes flipped in the file itself read as unreadable;
+    this is the damage only the content checksum catches: a writer that stored wrong numbers)."""
+    state = torch.load(path, weights_only=True)
+    name, weight = max(state["model"].items(), key=lambda kv: kv[1].numel())
+    raw = weight.reshape(-1).view(torch.uint8)
+    raw[raw.numel() // 2 : raw.numel() // 2 + 64] = torch.randint(0, 256, (64,), generator=torch.Generator().manual_seed(0),
+                                                                  dtype=torch.uint8)
+    torch.save(state, path)
 
 
 def damage_truncate(path):
