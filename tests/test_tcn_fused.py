@@ -7,6 +7,7 @@ import torch
 
 from audiomask import kernels, native
 from audiomask.maskers.tcn import cpu_inference, cpu_training, paths
+from audiomask.maskers.tcn import TCNMasker
 from audiomask.maskers.tcn.paths import runs_cpu_inference
 from audiomask.models import ConvTasNet
 
@@ -156,23 +157,12 @@ def test_row_kernels_match_torch():
     assert abs(s - ref.double().sum().item()) < 1e-3 and abs(q - ref.double().square().sum().item()) < 1e-3
 
 
-def _module_features(masker, rep):
-    """The TCN through its modules (what cpu_training replaces)."""
-    x, skip = masker.bottleneck(masker.input_norm(rep)), None
-    for block in masker.blocks:
-        residual, s = block(x)
-        x = x + residual
-        if s is not None:
-            skip = s if skip is None else skip + s
-    return x if skip is None else skip
-
-
 @pytest.mark.parametrize("overrides", [{}, {"skip_chan": 0}, {"conv_kernel_size": 5, "n_blocks": 3}])
 def test_fused_training_blocks_match_autograd(overrides):
     model = _model(**overrides)
     rep = model.encoder(torch.randn(3, 1203)).detach().requires_grad_()
     results = []
-    for features in (_module_features, cpu_training.tcn_features):
+    for features in (TCNMasker.module_features, cpu_training.tcn_features):
         model.zero_grad()
         rep.grad = None
         out = features(model.masker, rep)
