@@ -13,14 +13,13 @@ one run, after ``--warmup`` untimed steps each.
 
 ``--paths`` measures each preset twice in one run: the fused CPU training blocks
 (``audiomask.maskers.tcn.cpu_training``) forced, then autograd through the modules forced, and prints
-their ratio: what ``kernels.POLICY`` decides between on each machine (and CPU model).
+their ratio: the measurement behind ``kernels.fuse_on_cpu``'s rule (which CPUs take the C paths).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import platform
 import time
@@ -28,7 +27,7 @@ import time
 import torch
 
 import audiomask
-from audiomask import kernels, native
+from audiomask import kernels
 from audiomask.losses import pit_si_sdr_loss
 from audiomask.models.checkpoint import pretrained_models
 
@@ -65,15 +64,9 @@ def measure(preset: str, batch: int, seconds: float, steps: int, warmup: int, pa
 
 @contextlib.contextmanager
 def _forced(path: str):
-    """The fused CPU blocks (a policy that always measures them faster) or the module path."""
-    old_policy, old_enabled = kernels.POLICY, native.ENABLED
-    fused_first = itertools.cycle([0.0, 1.0])  # the policy times the fused path first
-    kernels.POLICY = kernels.Policy(timer=lambda fn: next(fused_first))
-    native.ENABLED = old_enabled and path == "fused"
-    try:
+    """The fused CPU blocks (``triton`` mode: the C paths on any CPU) or the module path."""
+    with kernels.force("triton" if path == "fused" else "reference"):
         yield
-    finally:
-        kernels.POLICY, native.ENABLED = old_policy, old_enabled
 
 
 def main() -> None:

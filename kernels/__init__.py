@@ -18,13 +18,15 @@ imports, the code is not being traced/compiled, and ``AUDIOMASK_KERNELS`` is not
 ``reference`` (:func:`use_triton`). Whether it then does is the :class:`Policy`'s call, so that
 a fused kernel runs only where it is faster than the PyTorch reference: a documented rule
 (:data:`REFERENCE_RULES`), else both paths timed once per shape class and the faster one
-cached. The same policy decides, on the CPU, between the C-fused TCN training blocks
-(:func:`audiomask.maskers.tcn.paths.select_path`) and autograd through the modules, timed with
-the wall clock; ``export``/``restore`` carry its measured choices through a training run's state. ``AUDIOMASK_KERNELS``:
+cached; ``export``/``restore`` carry its measured choices through a training run's state.
+On the CPU nothing is timed (a timed choice would make two runs of one seed take different
+paths, so different roundings): :func:`fuse_on_cpu` decides by rule whether the C-fused TCN
+paths (:func:`audiomask.maskers.tcn.paths.select_path`) run. ``AUDIOMASK_KERNELS``:
 
 * ``auto`` (default): as above;
-* ``reference``: always the PyTorch reference;
-* ``triton``: always the Triton kernel where it applies (no rules, no timing), on CPU tensors
+* ``reference``: always the PyTorch reference (and the TCN modules on the CPU);
+* ``triton``: always the fused kernel where it applies (no rules, no timing; the C-fused TCN
+  paths on every CPU); the Triton kernels on CPU tensors
   too — only under the interpreter: ``TRITON_INTERPRET=1`` set before the kernels are first
   loaded and kept while they run (Triton reads it at both times; the tests and
   ``bench/kernels.py --interpret`` do this); an error rather than a silent fallback when that
@@ -40,7 +42,6 @@ import contextlib
 import functools
 import os
 import statistics
-import time
 from typing import Callable, Dict, Hashable, Iterator, Optional, Tuple
 
 import torch
@@ -56,7 +57,7 @@ from .reference import (
 
 __all__ = [
     "dwconv_prelu_norm", "prelu_norm", "depthwise_conv1d", "use_triton", "force", "mode",
-    "Policy", "POLICY", "REFERENCE_RULES", "shape_class",
+    "Policy", "POLICY", "REFERENCE_RULES", "shape_class", "fuse_on_cpu",
     "triton_available", "interpreting", "norm_name", "tcn_block_forward",
     "reference_dwconv_prelu_norm", "reference_prelu_norm", "reference_depthwise_conv1d",
     "reference_norm", "NORMS", "ENV",
@@ -187,15 +188,6 @@ def _cuda_ms(fn: Callable[[], object], iters: int = 3) -> float:
     return statistics.median(times)
 
 
-def _cpu_ms(fn: Callable[[], object]) -> float:
-    """Wall-clock milliseconds of one ``fn()`` after one warm-up call (CPU shape classes are
-    whole training or inference passes: seconds each, so one timed call)."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    return 1000 * (time.perf_counter() - start)
-
-
 class Policy:
     """Chooses ``"triton"`` or ``"reference"`` for a shape class (:func:`shape_class`).
 
@@ -210,7 +202,7 @@ class Policy:
     def __init__(self, timer: Optional[Callable[[Callable[[], object]], float]] = None,
                  rules: Tuple[Tuple[str, Callable[[tuple], bool]], ...] = REFERENCE_RULES,
                  margin: float = 0.02) -> None:
-        self.timer = timer  # None: CUDA events for CUDA shape classes, the wall clock for CPU ones
+        self.timer = timer  # None: CUDA events
         self.rules = rules
         self.margin = margin
         self.choices: Dict[Hashable, Tuple[str, str]] = {}
@@ -230,7 +222,7 @@ class Policy:
         if _capturing():
             return "reference"  # not cached: measured on the first call outside capture
         try:
-            timer = self.timer or (_cpu_ms if ("device", "cpu") in key else _cuda_ms)
+            timer = self.timer or _cuda_ms
             fused_ms, reference_ms = timer(run_fused), timer(run_reference)
         except RuntimeError as e:  # e.g. out of memory for the trial's outputs: the reference, no retry
             self.choices[key] = ("reference", f"not measured: {type(e).__name__}: {e}"[:200])
@@ -256,6 +248,25 @@ class Policy:
 
 #: the policy the ops consult in ``auto`` mode
 POLICY = Policy()
+
+
+#: CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) on which the C-fused TCN
+#: paths run in ``auto`` mode. Measured: on a 2-core AMD EPYC with AVX2 (no AVX-512) the
+#: modules were 2.0x faster at inference (mini2mix, 10 s, 2 threads) and 1.2-1.5x at training
+#: (``bench/results/train_paths-epyc-avx2.json``); on the AVX-512 machine of the 2026-11-21
+#: benches the C inference path ran 2.8x Asteroid's module forward with the same weights
+#: (``bench/results/peers-2026-11-21b.md``).
+FUSED_CPU_CAPABILITIES = ("AVX512",)
+
+
+def fuse_on_cpu() -> bool:
+    """Whether the C-fused gLN TCN paths (CPU inference and training) run rather than the
+    modules: by rule, never timed, so that runs are reproducible — ``triton`` mode: yes;
+    ``reference``: no; ``auto``: where this CPU has one of :data:`FUSED_CPU_CAPABILITIES`."""
+    m = mode()
+    if m != "auto":
+        return m == "triton"
+    return torch.backends.cpu.get_cpu_capability() in FUSED_CPU_CAPABILITIES
 
 
 def _capturing() -> bool:

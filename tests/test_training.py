@@ -87,26 +87,27 @@ def test_resume_is_bit_exact(small_speech_dir, tmp_path):
 
 
 def test_a_resumed_run_takes_the_kernel_paths_its_state_recorded(small_speech_dir, tmp_path, monkeypatch):
-    """Where the fused CPU blocks and autograd were timed (kernels.POLICY), the choice is stored
-    with the state, and the resumed process takes it without timing again: the same path, so
-    the same float rounding as an uninterrupted run."""
-    import itertools
-
+    """The kernel choices the policy measured (on a GPU: Triton or the reference per shape
+    class) are stored with the state, and a resumed process takes them without timing again:
+    the same paths, so the same float rounding as an uninterrupted run."""
     from audiomask import kernels
     from audiomask.training.checkpoints import read_state
 
     conf = write_config(tmp_path, small_speech_dir)
-    fused_first = itertools.cycle([1.0, 2.0])  # the fused path is timed first: it wins
-    monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=lambda fn: next(fused_first)))
+    key = kernels.shape_class("prelu_norm", torch.zeros(2, 8, 100), norm="gLN", slopes=1)
+    times = iter([1.0, 2.0])  # the fused path is timed first: it wins
+    measured = kernels.Policy(timer=lambda fn: next(times))
+    assert measured.choose(key, lambda: None, lambda: None) == "triton"
+    monkeypatch.setattr(kernels, "POLICY", measured)
     Trainer(load_config(conf), progress=False).train(stop_after=4)  # checkpoint_every: 4
-    stored = read_state(tmp_path / "run", warn=print)["kernel_choices"]
-    assert any("tcn_cpu_training" in key for key in stored) and set(stored.values()) == {"triton"}
+    assert read_state(tmp_path / "run", warn=print)["kernel_choices"] == {repr(key): "triton"}
 
-    monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=lambda fn: pytest.fail("timed again")))
+    fresh = kernels.Policy(timer=lambda fn: pytest.fail("timed again"))
+    monkeypatch.setattr(kernels, "POLICY", fresh)
     resumed = Trainer(load_config(conf), progress=False)
     resumed.train(stop_after=5)
     assert resumed.step == 5
-    assert {choice for choice, _ in kernels.POLICY.choices.values()} == {"triton"}
+    assert fresh.choose(key, lambda: None, lambda: None) == "triton"
 
 
 @pytest.mark.slow  # trains for tens of seconds; CI runs it with -m slow

@@ -117,6 +117,7 @@ class ConvTasNetStream(StreamGraph):
     def __init__(self, model: nn.Module, block: int) -> None:
         super().__init__()
         from audiomask.maskers.tcn import TCNStreamState
+        from audiomask.maskers.tcn.weights import tensors_of
 
         enc, masker = model.encoder, model.masker
         if enc.framing.mode != "centered" or enc.kernel_size != 2 * enc.stride:
@@ -129,14 +130,13 @@ class ConvTasNetStream(StreamGraph):
         self.model = model
         self.block, self.discard, self.latency, self.n_out = block, enc.stride, enc.win, model.n_src
         s = TCNStreamState(masker, 1, None)
-        self.norm, self.eps, self.skip_chan = s.norm, s.eps, s.skip_chan
-        self.dilations = list(s.dilations)
-        # the step's weight layout, as buffers so the exported graph holds them as initializers
-        for j, t in enumerate(s.head):
+        # the masker's weights (maskers/tcn/weights.py); their tensors as buffers, so that the
+        # exported graph holds them as initializers
+        self.norm, self.head, self.blocks = s.norm, s.head, s.blocks
+        for j, t in enumerate(tensors_of(s.head)):
             self.register_buffer(f"head_{j}", t.detach().clone(), persistent=False)
-        self.n_weights = len(s.blocks[0])
-        for i, ws in enumerate(s.blocks):
-            for j, t in enumerate(ws):
+        for i, w in enumerate(s.blocks):
+            for j, t in enumerate(tensors_of(w)):
                 self.register_buffer(f"block_{i}_{j}", t.detach().clone(), persistent=False)
         self.contexts = [b.context for b in masker.blocks]
         self.hidden = masker.blocks[0].dw_conv.in_channels
@@ -157,6 +157,7 @@ class ConvTasNetStream(StreamGraph):
 
     def forward(self, block: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         from audiomask.maskers.tcn.stream_step import tcn_step
+        from audiomask.maskers.tcn.weights import tensors_of, with_tensors
 
         model = self.model
         n_norm = len(self.norm_shapes) if self.has_norm_state else 0
@@ -165,12 +166,11 @@ class ConvTasNetStream(StreamGraph):
         buffers = rest[n_norm : n_norm + len(self.contexts)]
         tail = rest[-1]
         rep, pending = model.encoder.step(block, pending)
-        head = [getattr(self, f"head_{j}") for j in range(7)]
-        blocks = [[getattr(self, f"block_{i}_{j}") for j in range(self.n_weights)]
-                  for i in range(len(self.contexts))]
+        head = with_tensors(self.head, [getattr(self, f"head_{j}") for j in range(len(tensors_of(self.head)))])
+        blocks = [with_tensors(w, [getattr(self, f"block_{i}_{j}") for j in range(len(tensors_of(w)))])
+                  for i, w in enumerate(self.blocks)]
         masks, norm_states, buffers, _ = tcn_step(
-            rep, head, blocks, self.dilations, self.norm, self.eps, model.n_src, model.masker.mask_act,
-            self.skip_chan, list(norm_states), list(buffers), [])
+            rep, head, blocks, self.norm, model.n_src, model.masker.mask_act, list(norm_states), list(buffers), [])
         out, tail = model.decoder.step(model.apply_masks(rep, masks), tail)
         return (out, pending, *(norm_states if n_norm else []), *buffers, tail)
 

@@ -37,47 +37,32 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, block_weights, head_weights
 from audiomask.nn import onednn
 from audiomask.nn.norms import global_moments
 from audiomask.runtime import mapped_zeros
 
 
 @dataclass
-class _BlockWeights:
-    """One block's weights in the layout of the fast path (see the module docstring)."""
+class _FoldedBlock:
+    """One block's weights (:class:`~audiomask.maskers.tcn.weights.BlockWeights`) with what the
+    folding of its second gLN into the residual/skip 1×1 convs needs (module docstring)."""
 
-    w_in: Tensor       # Wᵢₙ [H, B]
-    b_in: Tensor       # bᵢₙ [H]
-    slope_in: float    # PReLU after the 1×1 conv
-    gamma1: Tensor     # first gLN gain/bias [H]
-    beta1: Tensor
-    taps: Tensor       # depthwise weights [P, H], contiguous
-    dw_bias: Tensor    # [H]
-    dilation: int
-    pad: int           # left padding of the depthwise conv (frames)
-    slope_dw: float    # PReLU after the depthwise conv
-    w_outs: tuple[Tensor, ...]  # Wᵣₑₛ [B, H] and W_skip [Sc, H] (the modules' own weights)
-    gamma2: Tensor     # second gLN gain γ₂ [H]
+    w: BlockWeights
+    slope_in: float    # a₁ and a₂ as numbers (one slope per PReLU on this path)
+    slope_dw: float
     w_gamma: Tensor    # [Wᵣₑₛ; W_skip] γ₂: [B + Sc]
-    b_out: Tensor      # [bᵣₑₛ; b_skip] + [Wᵣₑₛ; W_skip] β₂: [B + Sc]
-    eps1: float
-    eps2: float
+    b_const: Tensor    # [bᵣₑₛ; b_skip] + [Wᵣₑₛ; W_skip] β₂: [B + Sc]
 
 
 @dataclass
 class _Plan:
     key: tuple
-    norm_gamma: Tensor  # input gLN [N]
-    norm_beta: Tensor
-    eps: float
+    head: HeadWeights
     w_bn: Tensor        # bottleneck W diag(γ₀): [B, N]
     w_bn_gamma: Tensor  # W γ₀ [B]
     b_bn: Tensor        # b + W β₀ [B]
-    blocks: list[_BlockWeights]
-
-
-def _slope(prelu: torch.nn.PReLU) -> float:
-    return float(prelu.weight.reshape(-1)[0])
+    blocks: list[_FoldedBlock]
 
 
 def _plan(masker) -> _Plan:
@@ -89,24 +74,12 @@ def _plan(masker) -> _Plan:
     cached = getattr(masker, "_fast_plan", None)
     if key is not None and cached is not None and cached.key == key:
         return cached
-    norm, bn = masker.input_norm, masker.bottleneck
-    w = bn.weight[:, :, 0]
-    blocks = []
-    for b in masker.blocks:
-        outs = [b.res_conv] + ([b.skip_conv] if b.skip_conv is not None else [])
-        w_outs = tuple(c.weight[:, :, 0] for c in outs)
-        w_out, b_out = torch.cat(w_outs), torch.cat([c.bias for c in outs])
-        g2, be2 = b.dw_norm.weight, b.dw_norm.bias
-        blocks.append(_BlockWeights(
-            w_in=b.in_conv.weight[:, :, 0], b_in=b.in_conv.bias, slope_in=_slope(b.in_act),
-            gamma1=b.in_norm.weight, beta1=b.in_norm.bias,
-            taps=b.dw_conv.weight[:, 0].t().contiguous(), dw_bias=b.dw_conv.bias.contiguous(),
-            dilation=b.dilation, pad=b.dw_padding()[0], slope_dw=_slope(b.dw_act),
-            w_outs=w_outs, gamma2=g2, w_gamma=w_out @ g2, b_out=b_out + w_out @ be2,
-            eps1=float(b.in_norm.eps), eps2=float(b.dw_norm.eps)))
-    plan = _Plan(key=key, norm_gamma=norm.weight, norm_beta=norm.bias, eps=float(norm.eps),
-                 w_bn=w * norm.weight, w_bn_gamma=w @ norm.weight, b_bn=bn.bias + w @ norm.bias,
-                 blocks=blocks)
+    head = head_weights(masker)
+    blocks = [_FoldedBlock(w, slope_in=float(w.a1.reshape(-1)[0]), slope_dw=float(w.a2.reshape(-1)[0]),
+                           w_gamma=w.w_out @ w.g2, b_const=w.b_out + w.w_out @ w.be2)
+              for w in map(block_weights, masker.blocks)]
+    plan = _Plan(key=key, head=head, w_bn=head.w_bn * head.norm_w, w_bn_gamma=head.w_bn @ head.norm_w,
+                 b_bn=head.b_bn + head.w_bn @ head.norm_b, blocks=blocks)
     masker._fast_plan = plan
     return plan
 
@@ -149,7 +122,7 @@ def bottleneck(masker, encode: Callable[[int, int], Tensor], frames: int) -> tup
     spans = _spans(frames)
     kept = encode(*spans[0]).contiguous() if len(spans) == 1 else None
     sums = [native.prelu_stats(kept if kept is not None else encode(r0, r1).contiguous(), 1.0) for r0, r1 in spans]
-    mean, inv = global_moments(sums, frames * p.norm_gamma.shape[0], p.eps)
+    mean, inv = global_moments(sums, frames * p.head.norm_w.shape[0], p.head.eps)
     w = p.w_bn * inv
     acc = mapped_zeros(frames, width)  # [x | skip]: residual path and summed skips
     for r0, r1 in spans:
@@ -167,7 +140,7 @@ def blocks(masker, acc: Tensor, offset: Tensor) -> Tensor:
     if not p.blocks:
         return acc.add_(offset)
     skip_offset = acc.new_zeros(width - n_bn)
-    spans, hidden = _spans(frames), p.blocks[0].w_in.shape[0]
+    spans, hidden = _spans(frames), p.blocks[0].w.w_in.shape[0]
     g = acc.new_empty(spans[0][1] - spans[0][0], hidden)
     h = mapped_zeros(frames, hidden) if len(spans) > 1 else None  # made once, for every block
     for b in p.blocks:
@@ -179,7 +152,7 @@ def blocks(masker, acc: Tensor, offset: Tensor) -> Tensor:
     return acc.add_(offset)
 
 
-def _block(b: _BlockWeights, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor | None,
+def _block(b: _FoldedBlock, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor | None,
            spans: list[tuple[int, int]]) -> Tensor:
     """One block over ``acc [T, B + Sc]`` (updated in place) whose residual path lacks its
     constant ``offset [B]``. ``g`` holds the depthwise pass's rows: all of them when
@@ -194,32 +167,32 @@ def _block(b: _BlockWeights, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor |
     into ``acc`` at once. (Writing into one ``h`` rather than a new ``[T, H]`` per block
     keeps the heap from growing: glibc would split the freed ``h`` for small requests and
     put the next one elsewhere.)"""
-    frames, n_bn = acc.shape[0], offset.shape[0]
+    w, frames, n_bn = b.w, acc.shape[0], offset.shape[0]
     count = frames * g.shape[1]
-    x, bias = acc[:, :n_bn], torch.addmv(b.b_in, b.w_in, offset)
+    x, bias = acc[:, :n_bn], torch.addmv(w.b_in, w.w_in, offset)
     if h is None:
-        h = onednn.linear(x, b.w_in, bias)
+        h = onednn.linear(x, w.w_in, bias)
         sums = [native.prelu_stats(h, b.slope_in)]
     else:
         sums = []
         for r0, r1 in spans:
-            part = onednn.linear(x[r0:r1], b.w_in, bias)
+            part = onednn.linear(x[r0:r1], w.w_in, bias)
             sums.append(native.prelu_stats(part, b.slope_in))
             h[r0:r1] = part
             del part  # before the next one is made
-    mean, inv = global_moments(sums, count, b.eps1)
-    scale = b.gamma1 * inv
-    middle = functools.partial(native.norm_dwconv_prelu, h, b.slope_in, scale, b.beta1 - scale * mean,
-                               b.taps, b.dw_bias, b.dilation, b.pad, b.slope_dw)
+    mean, inv = global_moments(sums, count, w.eps1)
+    scale = w.g1 * inv
+    middle = functools.partial(native.norm_dwconv_prelu, h, b.slope_in, scale, w.be1 - scale * mean,
+                               w.taps, w.b_dw.contiguous(), w.dilation, w.pad, b.slope_dw)
     whole = g.shape[0] == frames  # one depthwise pass, kept in g
     sums = [middle(g if whole else None, rows=span) for span in spans]
-    mean, inv = global_moments(sums, count, b.eps2)
-    w_out = torch.cat(b.w_outs).mul_(b.gamma2 * inv)  # [Wᵣₑₛ; W_skip] diag(γ₂) / σ₂
+    mean, inv = global_moments(sums, count, w.eps2)
+    w_out = w.w_out * (w.g2 * inv)  # [Wᵣₑₛ; W_skip] diag(γ₂) / σ₂
     for r0, r1 in spans:
         if not whole:
             middle(g[: r1 - r0], rows=(r0, r1))
         acc[r0:r1].add_(onednn.linear(g[: r1 - r0], w_out))
-    return b.b_out - b.w_gamma * (mean * inv)
+    return b.b_const - b.w_gamma * (mean * inv)
 
 
 @torch.no_grad()
@@ -227,8 +200,8 @@ def tcn_scores(masker, features: Tensor) -> Tensor:
     """Mask scores before the activation for frames-major ``features [T, ·]``: ``[T, C·N]``
     (the activation, :meth:`TCNMasker._activate`, is element-wise or across sources, so it
     applies to the ``[T, C, N]`` view as it is)."""
-    out = masker.out_conv
-    return onednn.linear(F.prelu(features, masker.out_act.weight), out.weight[:, :, 0], out.bias)
+    head = _plan(masker).head
+    return onednn.linear(F.prelu(features, head.slope), head.w_mask, head.b_mask)
 
 
 #: frames per step of :func:`separate`'s mask → decoder loop (bounds its memory)
@@ -245,12 +218,12 @@ def separate(model, wav: Tensor) -> Tensor:
     n_frames, n_src = encoder.framing.n_frames(wav.shape[-1]), masker.n_src
     acc, offset = bottleneck(masker, lambda t0, t1: encoder.frames_major(wav, t0, t1), n_frames)
     features = blocks(masker, acc, offset)  # a view of acc
-    slope, w_out, b_out = masker.out_act.weight, masker.out_conv.weight[:, :, 0], masker.out_conv.bias
+    head = _plan(masker).head
     frames = features.new_empty(n_src, n_frames, basis.shape[1])
     for t0 in range(0, n_frames, MASK_SPAN):
         t1 = min(t0 + MASK_SPAN, n_frames)
-        hidden = F.prelu(features[t0:t1], slope)
-        scores = onednn.linear(hidden, w_out, b_out).view(t1 - t0, n_src, -1)
+        hidden = F.prelu(features[t0:t1], head.slope)
+        scores = onednn.linear(hidden, head.w_mask, head.b_mask).view(t1 - t0, n_src, -1)
         rep = encoder.frames_major(wav, t0, t1)  # encoded again, span by span
         masked = masker._activate(scores).mul_(rep.unsqueeze(1))  # [F', C, N]
         torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])

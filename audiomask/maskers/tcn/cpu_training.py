@@ -26,28 +26,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from audiomask import kernels, native
+from audiomask import native
+from audiomask.maskers.tcn.weights import block_weights
 from audiomask.nn import onednn
 from audiomask.nn.norms import global_moments
-
-
-def faster_than_modules(masker, rep: Tensor) -> bool:
-    """Whether the fused blocks train ``masker`` on ``rep`` faster than autograd through its
-    modules on this machine — measured once per shape class and thread count by
-    :data:`audiomask.kernels.POLICY` (both paths, forward and backward, on ``rep``; on a 2-core
-    AVX2 EPYC the module path was up to 2x faster, on AVX-512 machines the fused one was).
-    Asked by :func:`~audiomask.maskers.tcn.paths.select_path` for fusable maskers only."""
-    key = kernels.shape_class("tcn_cpu_training", rep, grad=True, blocks=len(masker.blocks),
-                              hidden=masker.blocks[0].in_conv.out_channels, threads=torch.get_num_threads())
-    params = [p for p in masker.parameters() if p.requires_grad]
-    sample = rep.detach()
-
-    def trial(features):
-        def run():
-            torch.autograd.grad(features(masker, sample).sum(), params, allow_unused=True)
-        return run
-
-    return kernels.POLICY.choose(key, trial(tcn_features), trial(type(masker).module_features)) == "triton"
 
 
 def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1: float, g1: Tensor,
@@ -68,15 +50,16 @@ def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1
 
 class FusedTCNBlock(torch.autograd.Function):
     """``y = [residual | skip]`` of one gLN TCN block for frames-major ``x [B, T, Bc]`` →
-    ``[B, T, Bc + Sc]``; the arguments are the block's parameters (see :func:`block_args`)."""
+    ``[B, T, Bc + Sc]``; the arguments after ``x`` are the fields of the block's
+    :class:`~audiomask.maskers.tcn.weights.BlockWeights`, in order."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w_in: Tensor, b_in: Tensor, a1: Tensor, g1: Tensor, be1: Tensor,
-                dw_w: Tensor, dw_b: Tensor, a2: Tensor, g2: Tensor, be2: Tensor, w_out: Tensor,
+                taps: Tensor, dw_b: Tensor, a2: Tensor, g2: Tensor, be2: Tensor, w_out: Tensor,
                 b_out: Tensor, dilation: int, pad: int, eps1: float, eps2: float) -> Tensor:
         x = x.contiguous()
         batch, frames, _ = x.shape
-        taps, sa1, sa2 = dw_w[:, 0].t().contiguous(), float(a1), float(a2)
+        taps, sa1, sa2 = taps.contiguous(), float(a1), float(a2)
         h = onednn.linear(x.view(batch * frames, -1), w_in, b_in).view(batch, frames, -1)
         g = torch.empty_like(h)
         stats = _middle(h, None, sa1, g1, be1, taps, dw_b, dilation, pad, sa2, eps1, eps2, g)
@@ -84,19 +67,18 @@ class FusedTCNBlock(torch.autograd.Function):
         y = onednn.linear(g.view(batch * frames, -1), w_out * g2).view(batch, frames, -1)
         const = b_out + w_out @ be2 - (w_out @ g2) * (mu2 * r2)[:, None]  # [B, Bc + Sc]
         y.mul_(r2.view(batch, 1, 1)).add_(const.unsqueeze(1))
-        ctx.save_for_backward(x, h, w_in, g1, be1, dw_w, dw_b, g2, be2, w_out)
+        ctx.save_for_backward(x, h, w_in, g1, be1, taps, dw_b, g2, be2, w_out)
         ctx.stats, ctx.consts = stats, (sa1, sa2, dilation, pad, eps1, eps2)
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        x, h, w_in, g1, be1, dw_w, dw_b, g2, be2, w_out = ctx.saved_tensors
+        x, h, w_in, g1, be1, taps, dw_b, g2, be2, w_out = ctx.saved_tensors
         sa1, sa2, dilation, pad, eps1, eps2 = ctx.consts
         stats = ctx.stats
         batch, frames, _ = dy.shape
-        hidden, n_taps = w_in.shape[0], dw_w.shape[-1]
+        hidden, n_taps = w_in.shape[0], taps.shape[0]
         count = frames * hidden
-        taps = dw_w[:, 0].t().contiguous()
         dy = dy.contiguous()
         x_rows = x.view(batch * frames, -1)
         g, v = torch.empty_like(h), torch.empty_like(h)
@@ -134,20 +116,9 @@ class FusedTCNBlock(torch.autograd.Function):
         dh_rows = dh.view(batch * frames, hidden)
         dx = onednn.linear(dh_rows, w_in.t().contiguous()).view_as(x)
         return (dx, torch.mm(dh_rows.t(), x_rows), d_bin.float(), d_a1.sum().float().view(1),
-                d_g1.float(), d_be1.float(), d_taps.t().float().unsqueeze(1), d_dwb.float(),
+                d_g1.float(), d_be1.float(), d_taps.float(), d_dwb.float(),
                 d_a2.sum().float().view(1), d_g2.float(), d_be2.float(), d_w_out, per_example.sum(0),
                 None, None, None, None)
-
-
-def block_args(block) -> tuple:
-    """The arguments of :class:`FusedTCNBlock` after ``x`` for a
-    :class:`~audiomask.maskers.tcn.DepthwiseTCNBlock`."""
-    outs = [block.res_conv] + ([block.skip_conv] if block.skip_conv is not None else [])
-    return (block.in_conv.weight[:, :, 0], block.in_conv.bias, block.in_act.weight, block.in_norm.weight,
-            block.in_norm.bias, block.dw_conv.weight, block.dw_conv.bias, block.dw_act.weight,
-            block.dw_norm.weight, block.dw_norm.bias, torch.cat([c.weight[:, :, 0] for c in outs]),
-            torch.cat([c.bias for c in outs]), block.dilation, block.dw_padding()[0],
-            float(block.in_norm.eps), float(block.dw_norm.eps))
 
 
 def tcn_features(masker, rep: Tensor) -> Tensor:
@@ -156,7 +127,7 @@ def tcn_features(masker, rep: Tensor) -> Tensor:
     x = masker.bottleneck(masker.input_norm(rep)).transpose(1, 2).contiguous()  # [B, T, Bc]
     n_bn, skip = x.shape[-1], None
     for block in masker.blocks:
-        y = FusedTCNBlock.apply(x, *block_args(block))
+        y = FusedTCNBlock.apply(x, *block_weights(block))
         x = x + y[..., :n_bn]
         if y.shape[-1] > n_bn:
             skip = y[..., n_bn:] if skip is None else skip + y[..., n_bn:]

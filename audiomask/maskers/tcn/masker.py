@@ -22,6 +22,7 @@ from audiomask.maskers.tcn import cpu_inference, cpu_training
 from audiomask.maskers.tcn.paths import select_path
 from audiomask.maskers.tcn.stream_step import activate_masks, tcn_step
 from audiomask.maskers.tcn.stream_step_c import NativeStreamPlan, native_step
+from audiomask.maskers.tcn.weights import block_weights, head_weights
 from audiomask.nn.history import history_buffer
 from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
 
@@ -166,10 +167,9 @@ class TCNMasker(nn.Module):
         proportional to ``F`` (:func:`~audiomask.maskers.tcn.stream_step.tcn_step`)."""
         s = state
         if s.native is not None and rep.shape[-1] > 0:  # the C kernels: all blocks in one call
-            return native_step(rep, s.native, s.eps, self.n_src, self.mask_act), s
+            return native_step(rep, s.native, self.n_src, self.mask_act), s
         masks, s.norm_states, s.buffers, s.ends = tcn_step(
-            rep, s.head, s.blocks, s.dilations, s.norm, s.eps, self.n_src, self.mask_act,
-            s.skip_chan, s.norm_states, s.buffers, s.ends)
+            rep, s.head, s.blocks, s.norm, self.n_src, self.mask_act, s.norm_states, s.buffers, s.ends)
         return masks, s
 
     def _masks(self, features: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -182,33 +182,22 @@ class TCNMasker(nn.Module):
 
 
 class TCNStreamState:
-    """Everything a causal TCN carries between streaming calls: views of its weights in the
-    layout :func:`~audiomask.maskers.tcn.stream_step.tcn_step` takes (made once per stream), the
-    norms' running statistics and each depthwise conv's history buffer. The weights are read
-    when the stream starts."""
+    """Everything a causal TCN carries between streaming calls: its weights
+    (:mod:`~audiomask.maskers.tcn.weights`, read when the stream starts), the norms' running
+    statistics and each depthwise conv's history buffer."""
 
     @torch.no_grad()
     def __init__(self, masker: TCNMasker, batch: int, device: torch.device | None) -> None:
-        norm = masker.input_norm
-        self.norm = "cLN" if isinstance(norm, CumulativeLayerNorm) else "chanLN"
-        self.eps = float(norm.eps)
-        self.skip_chan = masker.blocks[0].skip_conv.out_channels if masker.blocks[0].skip_conv is not None else 0
-        self.head = [norm.weight, norm.bias, masker.bottleneck.weight[:, :, 0], masker.bottleneck.bias,
-                     masker.out_act.weight, masker.out_conv.weight[:, :, 0], masker.out_conv.bias]
-        self.blocks, self.dilations, self.buffers, self.ends = [], [], [], []
-        self.norm_states = [norm.initial_state(batch, device)]
+        self.norm = "cLN" if isinstance(masker.input_norm, CumulativeLayerNorm) else "chanLN"
+        self.head = head_weights(masker)
+        self.blocks = [block_weights(b) for b in masker.blocks]
+        self.buffers, self.ends = [], []
+        self.norm_states = [masker.input_norm.initial_state(batch, device)]
         for b in masker.blocks:
-            out = [b.res_conv] + ([b.skip_conv] if b.skip_conv is not None else [])
-            self.blocks.append([
-                b.in_conv.weight[:, :, 0], b.in_conv.bias, b.in_act.weight, b.in_norm.weight, b.in_norm.bias,
-                b.dw_conv.weight[:, 0].t().contiguous(), b.dw_conv.bias, b.dw_act.weight,
-                b.dw_norm.weight, b.dw_norm.bias,
-                torch.cat([c.weight[:, :, 0] for c in out]), torch.cat([c.bias for c in out])])
-            self.dilations.append(b.dilation)
             buffer, end = history_buffer(batch, b.context, b.dw_conv.in_channels, device)
             self.buffers.append(buffer)
             self.ends.append(end)
             self.norm_states += [b.in_norm.initial_state(batch, device), b.dw_norm.initial_state(batch, device)]
         applies = NativeStreamPlan.applies(self.norm, self.head, self.blocks)
-        self.native = (NativeStreamPlan(self.head, self.blocks, self.dilations, self.norm_states, self.buffers,
-                                        self.ends) if applies else None)
+        self.native = (NativeStreamPlan(self.head, self.blocks, self.norm_states, self.buffers, self.ends)
+                       if applies else None)

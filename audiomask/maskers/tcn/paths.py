@@ -1,8 +1,7 @@
 """Which implementation of the TCN masker a call runs — decided here and nowhere else.
 
 * ``"cpu_inference"`` (:mod:`.cpu_inference`): no gradient wanted, on the CPU;
-* ``"cpu_training"`` (:mod:`.cpu_training`): gradients wanted, on the CPU, where
-  ``kernels.POLICY`` timed the fused blocks faster than the modules (:func:`.cpu_training.faster_than_modules`);
+* ``"cpu_training"`` (:mod:`.cpu_training`): gradients wanted, on the CPU;
 * ``"modules"`` (:meth:`TCNMasker.module_features <.masker.TCNMasker.module_features>`):
   everything else — causal or non-gLN TCNs, other devices and dtypes, PReLUs with a slope per
   channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``), ``AUDIOMASK_KERNELS=reference``. The
@@ -10,7 +9,9 @@
   (:func:`audiomask.kernels.tcn_block_forward`).
 
 Both CPU paths need the same thing of a masker (:func:`cpu_fusable`): a non-causal gLN TCN
-with one PReLU slope per activation, float32 CPU input, and the C kernels built. Streaming
+with one PReLU slope per activation, float32 CPU input, and the C kernels built; and they run
+only where :func:`audiomask.kernels.fuse_on_cpu` says so (a rule on the CPU's capability,
+never a timing, so that two runs of one seed take the same path). Streaming
 (causal TCNs) has its own step (:mod:`.stream_step`, :mod:`.stream_step_c`).
 """
 
@@ -20,7 +21,6 @@ import torch
 from torch import Tensor
 
 from audiomask import kernels, native
-from audiomask.maskers.tcn import cpu_training
 from audiomask.nn.norms import GlobalLayerNorm
 
 PATHS = ("cpu_inference", "cpu_training", "modules")
@@ -36,13 +36,13 @@ def cpu_fusable(masker, x: Tensor) -> bool:
 
 def runs_cpu_inference(masker, x: Tensor) -> bool:
     """Whether a call on ``x`` now takes ``"cpu_inference"`` (no gradient wanted, fusable)."""
-    return not torch.is_grad_enabled() and cpu_fusable(masker, x)
+    return not torch.is_grad_enabled() and cpu_fusable(masker, x) and kernels.fuse_on_cpu()
 
 
 def select_path(masker, rep: Tensor) -> str:
     """The implementation (one of :data:`PATHS`) that computes ``masker(rep)`` now."""
     if runs_cpu_inference(masker, rep):
         return "cpu_inference"
-    if cpu_fusable(masker, rep) and kernels.mode() != "reference" and cpu_training.faster_than_modules(masker, rep):
+    if cpu_fusable(masker, rep) and kernels.fuse_on_cpu():
         return "cpu_training"
     return "modules"

@@ -9,7 +9,7 @@ contiguous rows, each dilated depthwise conv is ``P`` fused multiply-adds of shi
 of a history buffer (:mod:`audiomask.nn.history`), and each norm is
 :func:`~audiomask.nn.norms.causal_norm_channels_last`. It computes exactly what
 :meth:`TCNMasker.forward <audiomask.maskers.tcn.TCNMasker.forward>` computes over the whole
-signal (to float32 rounding). ``AUDIOMASK_NO_JIT=1`` runs the same function eagerly.
+signal (to float32 rounding).
 """
 
 from __future__ import annotations
@@ -21,26 +21,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights
 from audiomask.nn.history import history_push
 from audiomask.nn.norms import causal_norm_channels_last
 
-# weights of one block, in this order (see TCNMasker.stream_weights)
-IN_W, IN_B, IN_A, N1_W, N1_B, TAPS, DW_B, DW_A, N2_W, N2_B, OUT_W, OUT_B = range(12)
 
-
-def tcn_step(rep: Tensor, head: List[Tensor], blocks: List[List[Tensor]], dilations: List[int],
-             norm: str, eps: float, n_src: int, mask_act: str, skip_chan: int,
+def tcn_step(rep: Tensor, head: HeadWeights, blocks: List[BlockWeights], norm: str, n_src: int, mask_act: str,
              norm_states: List[Tensor], buffers: List[Tensor], ends: List[int]
              ) -> Tuple[Tensor, List[Tensor], List[Tensor], List[int]]:
     """Masks ``[B, C, N, F]`` for the next frames ``rep [B, N, F]``.
 
     Args:
-        head: ``[input-norm weight, bias, bottleneck W [B_chan, N], b, output PReLU slope,
-            mask conv W [C·N, Sc], b]``.
-        blocks: per block the tensors indexed by ``IN_W … OUT_B``: 1×1 conv B→H, PReLU slope,
-            norm, depthwise taps ``[P, H]`` and bias, PReLU slope, norm, and the residual and
-            skip 1×1 convs stacked into one ``[B_chan + Sc, H]`` matrix and bias.
-        dilations: d of each block. norm: ``"cLN"`` or ``"chanLN"``. skip_chan: Sc (0: none).
+        head, blocks: the masker's weights (:mod:`audiomask.maskers.tcn.weights`).
+        norm: ``"cLN"`` or ``"chanLN"`` (every norm of the masker; ε is ``head.eps``).
+        n_src: C. mask_act: the mask activation (:func:`activate_masks`).
         norm_states: the input norm's, then two per block. buffers/ends: each block's
             depthwise-conv history (:func:`~audiomask.nn.history.history_push`); with ``ends``
             empty, each buffer is exactly the last ``(P-1)·d`` frames ``[B, (P-1)·d, H]`` and is
@@ -50,36 +44,36 @@ def tcn_step(rep: Tensor, head: List[Tensor], blocks: List[List[Tensor]], dilati
     Returns ``(masks, norm_states, buffers, ends)`` (the state lists are updated in place
     and returned).
     """
+    eps = head.eps
     x, norm_states[0] = causal_norm_channels_last(norm, rep.transpose(1, 2), norm_states[0],
-                                                  head[0], head[1], eps)
-    x = F.linear(x, head[2], head[3])  # [B, F, B_chan]
+                                                  head.norm_w, head.norm_b, eps)
+    x = F.linear(x, head.w_bn, head.b_bn)  # [B, F, B_chan]
     bn_chan = x.shape[-1]
     skip_sum: Optional[Tensor] = None
     for i, w in enumerate(blocks):
         y, norm_states[2 * i + 1] = causal_norm_channels_last(
-            norm, F.linear(x, w[IN_W], w[IN_B]), norm_states[2 * i + 1], w[N1_W], w[N1_B], eps, w[IN_A])
-        taps, d = w[TAPS], dilations[i]
-        context = d * (taps.shape[0] - 1)
+            norm, F.linear(x, w.w_in, w.b_in), norm_states[2 * i + 1], w.g1, w.be1, eps, w.a1)
+        taps, d, context = w.taps, w.dilation, w.context
         if len(ends) > 0:
             buffers[i], ends[i], y = history_push(buffers[i], ends[i], context, y)
         else:  # no ends: histories of exactly `context` frames (fixed shapes, for exported graphs)
             y = torch.cat([buffers[i], y], 1)
             buffers[i] = y[:, y.shape[1] - context :]
         if native.can_dwconv(y):  # the C kernel, when built
-            z = native.dwconv(y, taps, w[DW_B], d)
+            z = native.dwconv(y, taps, w.b_dw, d)
         else:
             frames = y.shape[1] - context
-            z = torch.addcmul(w[DW_B], y[:, :frames], taps[0])
+            z = torch.addcmul(w.b_dw, y[:, :frames], taps[0])
             for k in range(1, taps.shape[0]):
                 z.addcmul_(y[:, k * d : k * d + frames], taps[k])
         z, norm_states[2 * i + 2] = causal_norm_channels_last(
-            norm, z, norm_states[2 * i + 2], w[N2_W], w[N2_B], eps, w[DW_A])
-        out = F.linear(z, w[OUT_W], w[OUT_B])  # [B, F, B_chan + Sc]: residual, then skip
+            norm, z, norm_states[2 * i + 2], w.g2, w.be2, eps, w.a2)
+        out = F.linear(z, w.w_out, w.b_out)  # [B, F, B_chan + Sc]: residual, then skip
         x = x + out[..., :bn_chan]
-        if skip_chan > 0:
+        if out.shape[-1] > bn_chan:
             skip_sum = out[..., bn_chan:] if skip_sum is None else skip_sum + out[..., bn_chan:]
     features = x if skip_sum is None else skip_sum
-    scores = F.linear(F.prelu(features, head[4]), head[5], head[6])  # [B, F, C·N]
+    scores = F.linear(F.prelu(features, head.slope), head.w_mask, head.b_mask)  # [B, F, C·N]
     batch, frames, n_filters = rep.shape[0], rep.shape[2], rep.shape[1]
     scores = scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1)
     return activate_masks(scores, mask_act), norm_states, buffers, ends

@@ -23,53 +23,52 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn.history import history_grow
-from audiomask.maskers.tcn.stream_step import (DW_A, DW_B, IN_A, IN_B, IN_W, N1_B, N1_W, N2_B, N2_W, OUT_B,
-                                          OUT_W, TAPS, activate_masks)
+from audiomask.maskers.tcn.stream_step import activate_masks
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights
 
 
 class NativeStreamPlan:
     """A causal cLN TCN's weights in the layout of :func:`native.tcn_stream`, made once per stream
-    from the prepared lists of :class:`~audiomask.maskers.tcn.TCNStreamState`, with the stream's
+    from the weights of :class:`~audiomask.maskers.tcn.TCNStreamState`, with the stream's
     state: the norms' running sums ``norm_states`` (``[B, 3]`` float64: the input norm's, then
     two per block) and each block's history buffer (owned here; grown when a block does not fit)."""
 
-    def __init__(self, head: list[Tensor], blocks: list[list[Tensor]], dilations: list[int],
-                 norm_states: list[Tensor], buffers: list[Tensor], ends: list[int]) -> None:
-        self.norm_w, self.norm_b, self.w_bn, self.b_bn = head[0], head[1], head[2], head[3]
-        self.out_slope, self.w_mask, self.b_mask = head[4], head[5], head[6]
-        self.n_bn = self.w_bn.shape[0]
-        self.hidden = blocks[0][IN_W].shape[0] if blocks else 0
-        self.width = blocks[0][OUT_W].shape[0] if blocks else self.n_bn
+    def __init__(self, head: HeadWeights, blocks: list[BlockWeights], norm_states: list[Tensor],
+                 buffers: list[Tensor], ends: list[int]) -> None:
+        self.head = head
+        self.n_bn = head.w_bn.shape[0]
+        self.hidden = blocks[0].w_in.shape[0] if blocks else 0
+        self.width = blocks[0].w_out.shape[0] if blocks else self.n_bn
         self.norm_states, self.buffers = norm_states, list(buffers)
         self._keep: list[Tensor] = []  # tensors the C structs point into
         self.cblocks = (native.TCNStreamBlock * len(blocks))()
         offset = torch.zeros(self.n_bn)
         skip_const = torch.zeros(self.width - self.n_bn)
-        for i, (w, d) in enumerate(zip(blocks, dilations)):
-            parts = {"w_in": _panels(w[IN_W]), "b_in": (w[IN_B] + w[IN_W] @ offset).contiguous(),
-                     "n1w": w[N1_W].contiguous(), "n1b": w[N1_B].contiguous(), "taps": w[TAPS].contiguous(),
-                     "dw_b": w[DW_B].contiguous(), "n2w": w[N2_W].contiguous(), "n2b": w[N2_B].contiguous(),
-                     "w_out": _panels(w[OUT_W]), "state1": norm_states[2 * i + 1],
+        for i, w in enumerate(blocks):
+            parts = {"w_in": _panels(w.w_in), "b_in": (w.b_in + w.w_in @ offset).contiguous(),
+                     "n1w": w.g1.contiguous(), "n1b": w.be1.contiguous(), "taps": w.taps.contiguous(),
+                     "dw_b": w.b_dw.contiguous(), "n2w": w.g2.contiguous(), "n2b": w.be2.contiguous(),
+                     "w_out": _panels(w.w_out), "state1": norm_states[2 * i + 1],
                      "state2": norm_states[2 * i + 2]}
             c = self.cblocks[i]
             for name, tensor in parts.items():
                 setattr(c, name, tensor.data_ptr())
                 self._keep.append(tensor)
-            c.P, c.d, c.context = w[TAPS].shape[0], d, (w[TAPS].shape[0] - 1) * d
-            c.a1, c.a2 = float(w[IN_A]), float(w[DW_A])
+            c.P, c.d, c.context = w.taps.shape[0], w.dilation, w.context
+            c.a1, c.a2 = float(w.a1), float(w.a2)
             self._set_buffer(i, buffers[i], ends[i])
-            offset = offset + w[OUT_B][: self.n_bn]
-            skip_const = skip_const + w[OUT_B][self.n_bn :]
+            offset = offset + w.b_out[: self.n_bn]
+            skip_const = skip_const + w.b_out[self.n_bn :]
         self.res_const, self.skip_const = offset, skip_const
 
     @staticmethod
-    def applies(norm: str, head: list[Tensor], blocks: list[list[Tensor]]) -> bool:
+    def applies(norm: str, head: HeadWeights, blocks: list[BlockWeights]) -> bool:
         """cLN, kernels built, float32 CPU weights, one-slope PReLUs, at least one block, and
         hidden and residual + skip widths that are multiples of 16 (the kernel's panels)."""
-        return (norm == "cLN" and native.ENABLED and len(blocks) > 0 and head[0].device.type == "cpu"
-                and head[0].dtype == torch.float32 and blocks[0][IN_W].shape[0] % 16 == 0
-                and blocks[0][OUT_W].shape[0] % 16 == 0
-                and all(w[IN_A].numel() == 1 and w[DW_A].numel() == 1 for w in blocks))
+        return (norm == "cLN" and native.ENABLED and len(blocks) > 0 and head.norm_w.device.type == "cpu"
+                and head.norm_w.dtype == torch.float32 and blocks[0].w_in.shape[0] % 16 == 0
+                and blocks[0].w_out.shape[0] % 16 == 0
+                and all(w.a1.numel() == 1 and w.a2.numel() == 1 for w in blocks))
 
     def _set_buffer(self, i: int, buffer: Tensor, end: int) -> None:
         self.buffers[i] = buffer
@@ -91,19 +90,20 @@ def _panels(weight: Tensor) -> Tensor:
     return weight.reshape(n // 16, 16, k).transpose(1, 2).contiguous()
 
 
-def native_step(rep: Tensor, plan: NativeStreamPlan, eps: float, n_src: int, mask_act: str) -> Tensor:
+def native_step(rep: Tensor, plan: NativeStreamPlan, n_src: int, mask_act: str) -> Tensor:
     """Masks ``[B, C, N, F]`` for the next frames ``rep [B, N, F]``; the plan's state (norm sums,
     histories) is updated in place."""
     batch, n_filters, frames = rep.shape
-    x = native.cln_step(rep.transpose(1, 2).contiguous(), plan.norm_states[0], plan.norm_w, plan.norm_b, eps)
+    head, eps = plan.head, plan.head.eps
+    x = native.cln_step(rep.transpose(1, 2).contiguous(), plan.norm_states[0], head.norm_w, head.norm_b, eps)
     rows = x.view(batch * frames, n_filters)
     acc = rows.new_zeros(batch * frames, plan.width)  # [x | skip]
-    torch.addmm(plan.b_bn, rows, plan.w_bn.t(), out=acc[:, : plan.n_bn])
+    torch.addmm(head.b_bn, rows, head.w_bn.t(), out=acc[:, : plan.n_bn])
     plan.make_room(frames)
     native.tcn_stream(plan.cblocks, acc, batch, frames, plan.n_bn, plan.hidden, eps)
     if plan.width > plan.n_bn:
         features = acc[:, plan.n_bn :] + plan.skip_const
     else:
         features = acc + plan.res_const
-    scores = torch.addmm(plan.b_mask, F.prelu(features, plan.out_slope), plan.w_mask.t())
+    scores = torch.addmm(head.b_mask, F.prelu(features, head.slope), head.w_mask.t())
     return activate_masks(scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1), mask_act)
