@@ -3,8 +3,9 @@
 * ``"cpu_inference"`` (:mod:`.cpu_inference`): no gradient wanted, on the CPU;
 * ``"cpu_training"`` (:mod:`.cpu_training`): gradients wanted, on the CPU;
 * ``"modules"`` (:meth:`TCNMasker.module_features <.masker.TCNMasker.module_features>`):
-  everything else — causal or non-gLN TCNs, other devices and dtypes, PReLUs with a slope per
-  channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``), ``AUDIOMASK_KERNELS=reference``. The
+  everything else — causal or non-gLN TCNs, CPUs without AVX-512, other devices and dtypes,
+  PReLUs with a slope per channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``),
+  ``AUDIOMASK_KERNELS=reference``. The
   modules themselves use the Triton kernels on CUDA where the policy says so
   (:func:`audiomask.kernels.tcn_block_forward`).
 
