@@ -9,8 +9,9 @@ single-talk clips (scored by ERLE, global, segmental, and over the clip after it
 adaptive filters need time to converge), ``--clips`` double-talk clips (scored by the near-end
 SI-SDR, its improvement over the microphone signal — mean, median and the count of clips
 improved — and, with the ``pesq`` package, PESQ-WB) and ``--clips`` near-end single-talk clips
-(the talker with background noise and no echo: a canceller must not damage the near-end
-speech, scored by SI-SDRi against the microphone). Clips are ``--seconds`` long (default 8 s).
+(the talker and no echo: a canceller must not damage the near-end speech; clips with
+background noise — 80 % — are scored by SI-SDRi against the microphone, clips without by the
+output's SI-SDR against the clean talker, since the microphone's own is unbounded there). Clips are ``--seconds`` long (default 8 s).
 
 Cancellers (each runs if its package imports, else the JSON says why not):
 
@@ -224,11 +225,16 @@ def score(name: str, make: Callable[[], Canceller], far_single, double, near_sin
         erles.append(erle(mic, est).item())
         erles_late.append(erle(mic[late:], est[late:]).item())
         seg.append(segmental_erle(mic, est).item())
-    ns_sisdri = []
+    # near-end single talk: a clip with noise is scored by SI-SDRi over the microphone signal;
+    # a clip without (mic == near end, whose own SI-SDR is unbounded) by the output's SI-SDR
+    ns_sisdri, ns_clean = [], []
     for out, (mic, _, targets) in zip(ns_out, near_single):
         n = mic.shape[-1] - lag
         est, near = torch.from_numpy(shift(out, lag)[:n].copy()), targets[0][:n]
-        ns_sisdri.append(si_sdr(est, near).item() - si_sdr(mic[:n], near).item())
+        if torch.equal(mic[:n], near):
+            ns_clean.append(si_sdr(est, near).item())
+        else:
+            ns_sisdri.append(si_sdr(est, near).item() - si_sdr(mic[:n], near).item())
     sisdr, sisdri, bss, pesqs = [], [], [], []
     for out, (mic, _, targets) in zip(dt_out, double):
         n = mic.shape[-1] - lag
@@ -248,14 +254,18 @@ def score(name: str, make: Callable[[], Canceller], far_single, double, near_sin
                   dt_improved=int(sum(v > 0 for v in sisdri)), dt_clips=len(sisdri),
                   dt_bss_sdr_db=float(np.mean(bss)),
                   ns_si_sdri_db=float(np.mean(ns_sisdri)), ns_si_sdri_median_db=float(np.median(ns_sisdri)),
+                  ns_noisy_clips=len(ns_sisdri), ns_clean_clips=len(ns_clean),
+                  ns_clean_si_sdr_db=float(np.mean(ns_clean)) if ns_clean else float("nan"),
+                  ns_clean_si_sdr_min_db=float(np.min(ns_clean)) if ns_clean else float("nan"),
                   erle_db_per_clip=[round(v, 3) for v in erles], dt_si_sdr_db_per_clip=[round(v, 3) for v in sisdr],
                   dt_si_sdri_db_per_clip=[round(v, 3) for v in sisdri],
-                  ns_si_sdri_db_per_clip=[round(v, 3) for v in ns_sisdri])
+                  ns_si_sdri_db_per_clip=[round(v, 3) for v in ns_sisdri],
+                  ns_clean_si_sdr_db_per_clip=[round(v, 3) for v in ns_clean])
     if pesqs:
         result["dt_pesq_wb"] = float(np.mean(pesqs))
     print(f"{name:<36} ERLE {result['erle_db']:6.2f} dB (after 2 s {result['erle_after_2s_db']:6.2f})  "
           f"DT SI-SDRi {result['dt_si_sdri_db']:6.2f} dB ({result['dt_improved']}/{result['dt_clips']} improved)  "
-          f"NST SI-SDRi {result['ns_si_sdri_db']:6.2f} dB"
+          f"NST SI-SDRi {result['ns_si_sdri_db']:6.2f} dB, clean SI-SDR {result['ns_clean_si_sdr_db']:6.2f} dB"
           + (f"  PESQ-WB {result['dt_pesq_wb']:.2f}" if pesqs else "")
           + f"  delay {lag}  RTF {result['rtf']:.3f}", flush=True)
     return result
@@ -264,13 +274,15 @@ def score(name: str, make: Callable[[], Canceller], far_single, double, near_sin
 def table(results: dict[str, dict]) -> str:
     """One markdown table: a row per canceller."""
     head = ("| canceller | ERLE FST mean / median (dB) | ERLE after 2 s | DT SI-SDRi mean / median (dB) | "
-            "DT improved | DT PESQ-WB | DT BSS SDR (dB) | NST SI-SDRi mean / median (dB) | RTF |")
-    rows = [head, "|" + "---|" * 9]
+            "DT improved | DT PESQ-WB | DT BSS SDR (dB) | NST noisy: SI-SDRi mean / median (dB) | "
+            "NST clean: SI-SDR mean / min (dB) | RTF |")
+    rows = [head, "|" + "---|" * 10]
     for name, r in results.items():
         pesq = f"{r['dt_pesq_wb']:.2f}" if "dt_pesq_wb" in r else "—"
         rows.append(f"| {name} | {r['erle_db']:.2f} / {r['erle_median_db']:.2f} | {r['erle_after_2s_db']:.2f} | "
                     f"{r['dt_si_sdri_db']:.2f} / {r['dt_si_sdri_median_db']:.2f} | {r['dt_improved']} / {r['dt_clips']} | "
                     f"{pesq} | {r['dt_bss_sdr_db']:.2f} | {r['ns_si_sdri_db']:.2f} / {r['ns_si_sdri_median_db']:.2f} | "
+                    f"{r['ns_clean_si_sdr_db']:.2f} / {r['ns_clean_si_sdr_min_db']:.2f} | "
                     f"{r['rtf']:.3f} |")
     return "\n".join(rows) + "\n"
 
