@@ -214,13 +214,25 @@ def _frames(s: Sizes) -> int:
         return encoder(torch.zeros(1, int(s.seconds * 8000))).shape[-1]
 
 
+class _DispatchedBlock(torch.nn.Module):
+    """A TCN block as the masker runs it: the fused kernels where ``kernels.use_triton`` says
+    so (its ``"triton"`` path), else the block's modules."""
+
+    def __init__(self, block: DepthwiseTCNBlock) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor):
+        return kernels.tcn_block_forward(self.block, x) if kernels.use_triton(x) else self.block(x)
+
+
 def tcn_block_cases(s: Sizes, device: str) -> list[Case]:
     frames = _frames(s)
     cases = []
     for norm, causal in (("gLN", False), ("cLN", True)):
         for d in s.dilations:
             torch.manual_seed(0)
-            block = DepthwiseTCNBlock(s.bn, s.hid, s.bn, 3, d, norm, causal).to(device)
+            block = _DispatchedBlock(DepthwiseTCNBlock(s.bn, s.hid, s.bn, 3, d, norm, causal).to(device))
             x = torch.randn(s.batch, s.bn, frames, device=device, requires_grad=True)
             cases.append(fwd_bwd_case(f"tcn-block-{norm}-d{d}", block, (x,), target=2.0,
                                       note=f"fwd+bwd, [{s.batch}, {s.bn}, {frames}] → H={s.hid}"))

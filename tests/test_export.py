@@ -20,7 +20,7 @@ import audiomask
 from audiomask.audio import resample
 from audiomask.cli import main
 from audiomask.export import ExportError, OnnxStreamer, TorchScriptStreamer, export_model, read_metadata
-from audiomask.export.dft import RealISTFT, RealSTFT
+from audiomask.filterbanks import RealISTFT, RealSTFT
 from audiomask.export.graphs import adaptive_avg_pool1d, tracing_mode
 from audiomask.filterbanks import ISTFTDecoder, STFTEncoder
 

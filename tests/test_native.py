@@ -11,7 +11,7 @@ from audiomask import native
 from audiomask.nn.history import history_buffer, history_push
 from audiomask.nn.norms import cumulative_norm
 
-pytestmark = pytest.mark.skipif(not native.ENABLED, reason="audiomask._native not built (no C compiler)")
+pytestmark = pytest.mark.skipif(not native.ENABLED, reason="audiomask.native._lib not built (no C compiler)")
 
 
 @pytest.mark.parametrize("batch,channels", [(1, 512), (3, 7)])

@@ -9,7 +9,7 @@ explicit tensors, and return the output block and the new state:
 Both reuse the models' own code — the conv encoder/decoder steps, the TCN step
 (:func:`~audiomask.maskers.tcn.stream_step.tcn_step` with fixed-size histories), the TIGER and
 D3Net layers — and replace only what a graph without complex numbers cannot hold: the STFT
-(:mod:`audiomask.export.dft`) and the complex glue around the STFT maskers, which is written
+(:mod:`audiomask.filterbanks.stft`'s real-valued forms) and the complex glue around the STFT maskers, which is written
 here with real/imaginary pairs.
 """
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audiomask.export.dft import RealISTFT, RealSTFT, complex_mul, normalise
+from audiomask.filterbanks.stft import RealISTFT, RealSTFT, complex_mul, normalise
 
 
 class ExportError(ValueError):

@@ -2,11 +2,13 @@
 
 * ``"cpu_inference"`` (:mod:`.cpu_inference`): no gradient wanted, on the CPU;
 * ``"cpu_training"`` (:mod:`.cpu_training`): gradients wanted, on the CPU;
+* ``"triton"``: CUDA tensors (:func:`audiomask.kernels.use_triton`) — the modules'
+  computation with each block on the fused Triton kernels
+  (:func:`audiomask.kernels.tcn_block_forward`; per op, the kernel policy may still keep the
+  PyTorch reference where it measured it faster);
 * ``"modules"`` (:meth:`TCNMasker.module_features <.masker.TCNMasker.module_features>`):
-  everything else — causal or non-gLN TCNs, other devices and dtypes, PReLUs with a slope per
-  channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``), ``AUDIOMASK_KERNELS=reference``. The
-  modules themselves use the Triton kernels on CUDA where the policy says so
-  (:func:`audiomask.kernels.tcn_block_forward`).
+  everything else — causal or non-gLN TCNs on the CPU, other dtypes, PReLUs with a slope per
+  channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``), ``AUDIOMASK_KERNELS=reference``.
 
 Both CPU paths need the same thing of a masker (:func:`cpu_fusable`): a non-causal gLN TCN
 with one PReLU slope per activation, float32 CPU input, and the C kernels built; and they run
@@ -23,7 +25,7 @@ from torch import Tensor
 from audiomask import kernels, native
 from audiomask.nn.norms import GlobalLayerNorm
 
-PATHS = ("cpu_inference", "cpu_training", "modules")
+PATHS = ("cpu_inference", "cpu_training", "triton", "modules")
 
 
 def cpu_fusable(masker, x: Tensor) -> bool:
@@ -45,4 +47,6 @@ def select_path(masker, rep: Tensor) -> str:
         return "cpu_inference"
     if cpu_fusable(masker, rep) and kernels.fuse_on_cpu():
         return "cpu_training"
+    if kernels.use_triton(rep):
+        return "triton"
     return "modules"

@@ -23,8 +23,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn.history import history_grow
-from audiomask.maskers.tcn.stream_step import activate_masks
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, activate_masks
 
 
 class NativeStreamPlan:

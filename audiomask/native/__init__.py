@@ -1,4 +1,4 @@
-"""Optional C kernels (``audiomask/_native*.c``), through ctypes.
+"""Optional C kernels (``audiomask/native/*.c``, built as ``audiomask.native._lib``), through ctypes.
 
 - Streaming a causal model processes a few frames per call, where the fixed cost of each
   PyTorch op dominates: a cumulative layer norm step (:func:`cln_step`), a causal depthwise
@@ -22,7 +22,7 @@ import torch
 
 _LIB = None
 if os.environ.get("AUDIOMASK_NO_NATIVE") != "1":
-    _spec = importlib.util.find_spec("audiomask._native")
+    _spec = importlib.util.find_spec("audiomask.native._lib")
     if _spec is not None and _spec.origin:
         try:
             _LIB = ctypes.CDLL(_spec.origin)
@@ -148,10 +148,10 @@ def norm_dwconv_prelu(x: torch.Tensor, slope: float, scale: torch.Tensor, shift:
     return sums[0], sums[1]
 
 
-# -- backward of the middle of a gLN TCN block (see _native.c; one example, rows [T, H]) -----
+# -- backward of the middle of a gLN TCN block (see passes.c; one example, rows [T, H]) -----
 def _checked(status: int) -> None:
     if status != 0:
-        raise MemoryError("audiomask._native: could not allocate the kernel's accumulators")
+        raise MemoryError("audiomask.native: could not allocate the kernel's accumulators")
 
 
 def gln_bwd_sums(dm: torch.Tensor, v: torch.Tensor, a2: float, mu: float, r: float) -> torch.Tensor:
@@ -198,7 +198,7 @@ def gln_prelu_bwd(dn: torch.Tensor, h: torch.Tensor, a1: float, gamma: torch.Ten
 
 # -- streaming: every block of a causal (cLN) TCN in one call --------------------------------
 class TCNStreamBlock(ctypes.Structure):
-    """One block of :func:`tcn_stream` (``am_tcn_block`` in ``_native_tcn_stream.c``): pointers to
+    """One block of :func:`tcn_stream` (``am_tcn_block`` in ``tcn_stream.c``): pointers to
     its weights (1×1 weights transposed, k-major), its history buffer and its two norms' running
     sums, and the history's capacity/end/context in frames."""
 
@@ -219,7 +219,7 @@ def tcn_stream(blocks: ctypes.Array, acc: torch.Tensor, batch: int, frames: int,
     status = _tcn(ctypes.addressof(blocks), len(blocks), acc.data_ptr(), batch, frames, n_bn, hidden, width,
                   float(eps), h.data_ptr(), z.data_ptr(), torch.get_num_threads())
     if status != 0:
-        raise MemoryError("audiomask._native: a history buffer is too short, or no scratch memory")
+        raise MemoryError("audiomask.native: a history buffer is too short, or no scratch memory")
 
 
 def posix_threads(on: bool) -> None:
