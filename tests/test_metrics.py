@@ -468,3 +468,26 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda e, r: sdr(e, r, filter_length=5), (est, ref), fast_mode=True)
     assert torch.autograd.gradcheck(lambda e, r: pairwise_si_sdr(e, r), (est, ref), fast_mode=True)
     assert torch.autograd.gradcheck(lambda e, r: pairwise_sdr(e, r, filter_length=5), (est, ref), fast_mode=True)
+
+
+def test_sdr_after_set_num_threads():
+    """Batched SDR still works once torch.set_num_threads has been called (torch 2.13's MKL
+    fails batched LU solves after it; a fresh process keeps the test independent of order)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from audiomask.metrics import sdr\n"
+        "torch.set_num_threads(2)\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "ref = torch.randn(4, 2, 8000, generator=g)\n"
+        "est = ref + 0.3 * torch.randn(4, 2, 8000, generator=g)\n"
+        "batched = sdr(est, ref)\n"
+        "single = torch.stack([sdr(e, r) for e, r in zip(est.reshape(-1, 8000), ref.reshape(-1, 8000))])\n"
+        "assert torch.allclose(batched.reshape(-1), single, atol=1e-6), (batched, single)\n"
+        "print(round(batched.mean().item(), 3))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert 9.0 < float(out.stdout.split()[-1]) < 12.0  # 0.3 relative noise: about 10.5 dB

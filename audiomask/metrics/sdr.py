@@ -161,7 +161,13 @@ def _sdr_core(
     toep = torch.where(silent.unsqueeze(-1), eye, toep)
     xcorr = torch.where(silent.unsqueeze(-1), torch.zeros_like(xcorr), xcorr)
 
-    sol = torch.linalg.solve(toep, xcorr)
+    if toep.device.type == "cpu" and toep.dim() > 2:
+        # one matrix at a time: torch 2.13's MKL fails batched LU solves ("DLASWP parameter
+        # 6", "Pivots given to lu_solve ...") once torch.set_num_threads has been called
+        flat = zip(toep.reshape(-1, L, L), xcorr.reshape(-1, L, xcorr.shape[-1]))
+        sol = torch.stack([torch.linalg.solve(a, b) for a, b in flat]).reshape(xcorr.shape)
+    else:
+        sol = torch.linalg.solve(toep, xcorr)
     proj_energy = (xcorr * sol).sum(dim=-2)  # [..., n_est] or [..., 1]
     est_energy = (est * est).sum(dim=-1)
     if pairwise:

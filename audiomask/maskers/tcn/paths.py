@@ -7,8 +7,9 @@
   (:func:`audiomask.kernels.tcn_block_forward`; per op, the kernel policy may still keep the
   PyTorch reference where it measured it faster);
 * ``"modules"`` (:meth:`TCNMasker.module_features <.masker.TCNMasker.module_features>`):
-  everything else — causal or non-gLN TCNs on the CPU, other dtypes, PReLUs with a slope per
-  channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``), ``AUDIOMASK_KERNELS=reference``.
+  everything else — causal or non-gLN TCNs on the CPU, CPUs without AVX-512, other dtypes,
+  PReLUs with a slope per channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``),
+  ``AUDIOMASK_KERNELS=reference``.
 
 Both CPU paths need the same thing of a masker (:func:`cpu_fusable`): a non-causal gLN TCN
 with one PReLU slope per activation, float32 CPU input, and the C kernels built; and they run
