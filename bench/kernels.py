@@ -53,7 +53,7 @@ if "--interpret" in sys.argv:  # before Triton is imported: it reads this when k
 import torch  # noqa: E402
 
 import audiomask  # noqa: E402
-from audiomask import kernels  # noqa: E402
+from audiomask import accel, kernels  # noqa: E402
 from audiomask.maskers.tcn import DepthwiseTCNBlock  # noqa: E402
 
 
@@ -135,7 +135,7 @@ class Sizes:
 
 def _path(kind: str):
     """``"reference"``, ``"triton"`` (the kernels wherever they apply) or ``"auto"`` (the policy)."""
-    return kernels.force(kind)
+    return accel.force(kind)
 
 
 def _fwd_bwd(module: torch.nn.Module, inputs: tuple, kind: str, grads: list, leaves: tuple = ()):
@@ -364,7 +364,7 @@ def main() -> int:
     if not cuda:
         from audiomask import native
 
-        native.ENABLED = False  # the CPU fast paths of the TCN would take the CPU tensors first
+        native.BUILT = False  # as if not built: the CPU fast paths of the TCN would take the CPU tensors first
     import triton
 
     dev_name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}), " \

@@ -300,10 +300,10 @@ def test_traceable_adaptive_pool_equals_pytorch():
 
 
 def test_tracing_mode_restores_what_it_switches():
-    from audiomask import native
+    from audiomask import accel
     from audiomask.nn import multiscale
 
-    before = native.ENABLED, multiscale.F
+    before = accel.mode(), multiscale.F
     with tracing_mode():
-        assert native.ENABLED is False and multiscale.F is not F
-    assert (native.ENABLED, multiscale.F) == before
+        assert accel.mode() == "reference" and multiscale.F is not F
+    assert (accel.mode(), multiscale.F) == before

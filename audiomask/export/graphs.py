@@ -254,23 +254,23 @@ def _rebuild(structure: Any, leaves: List[Tensor]) -> Any:
 # -- tracing mode --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def tracing_mode() -> Iterator[None]:
-    """What exporting needs switched for the duration: the optional C kernels off (a graph
-    can only hold PyTorch ops); TIGER's adaptive average pooling — whose output size is a
+    """What exporting needs switched for the duration: plain PyTorch (``reference`` mode of
+    :mod:`audiomask.accel`: a graph can only hold PyTorch ops); TIGER's adaptive average pooling — whose output size is a
     plain ``int`` argument, so tracing it fixes the input length — computed from a cumulative
     sum, which keeps the length symbolic (the same numbers, to float rounding); and the global
     layer norm's statistics summed per channel first (:func:`_graph_global_norm`)."""
-    from audiomask import native
+    from audiomask import accel
     from audiomask.nn import multiscale
     from audiomask.nn.norms import GlobalLayerNorm
 
-    enabled, functional, gln = native.ENABLED, multiscale.F, GlobalLayerNorm.forward
-    native.ENABLED = False
+    functional, gln = multiscale.F, GlobalLayerNorm.forward
     multiscale.F = _TraceableFunctional()
     GlobalLayerNorm.forward = _graph_global_norm
     try:
-        yield
+        with accel.force("reference"):
+            yield
     finally:
-        native.ENABLED, multiscale.F, GlobalLayerNorm.forward = enabled, functional, gln
+        multiscale.F, GlobalLayerNorm.forward = functional, gln
 
 
 def _graph_global_norm(self: nn.GroupNorm, x: Tensor) -> Tensor:
