@@ -58,7 +58,7 @@ def test_stream_equals_offline_with_and_without_the_kernels(posix_threads):
     for enabled in (True, False):
         with accel.force("auto" if enabled else "reference"):
             session = model.stream(batch=2)
-            assert (session._mask.native is not None) == enabled  # all TCN blocks in one C call
+            assert (session.state.masker.native is not None) == enabled  # all TCN blocks in one C call
             # blocks of 97 samples, then ones longer than the histories' spare room (they grow)
             cuts = list(range(0, 1500, 97)) + [1500, 2900, 2901, 3000]
             outs = [session.process(x[:, a:b]) for a, b in zip(cuts, cuts[1:])] + [session.flush()]

@@ -9,7 +9,7 @@ Every encoder/decoder pair satisfies ``decoder(encoder(x), length=x.shape[-1])``
 input's length, for any input length ≥ 1.
 """
 
-from audiomask.filterbanks.conv import FRAMINGS, ConvDecoder, ConvEncoder, Framing
+from audiomask.filterbanks.conv import FRAMINGS, ConvDecoder, ConvDecoderState, ConvEncoder, Framing
 from audiomask.filterbanks.stft import (
     ISTFTDecoder,
     ISTFTStreamState,
@@ -21,5 +21,5 @@ from audiomask.filterbanks.stft import (
     make_window,
 )
 
-__all__ = ["FRAMINGS", "ConvDecoder", "ConvEncoder", "Framing", "ISTFTDecoder", "ISTFTStreamState", "RealISTFT",
+__all__ = ["FRAMINGS", "ConvDecoder", "ConvDecoderState", "ConvEncoder", "Framing", "ISTFTDecoder", "ISTFTStreamState", "RealISTFT",
            "RealSTFT", "STFTEncoder", "STFTStreamState", "complex_mask", "make_window"]

@@ -7,6 +7,8 @@ any length ≥ 1. :class:`Framing` is the padding rule both share.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,7 +103,7 @@ class ConvEncoder(nn.Module):
         return rep.relu_() if self.activation == "relu" else rep
 
     # -- streaming -----------------------------------------------------------------------
-    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+    def init_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """Samples not yet framed ``[B, pending]``; starts as the offline left padding."""
         left = self.framing.pads(0)[0] if self.framing.mode == "centered" else 0
         return torch.zeros(batch, left, device=device)
@@ -117,6 +119,12 @@ class ConvEncoder(nn.Module):
         rep = F.linear(x.unfold(-1, self.kernel_size, self.stride), self.conv.weight[:, 0]).transpose(1, 2)
         rep = F.relu(rep) if self.activation == "relu" else rep
         return rep, x[..., n_frames * self.stride :]
+
+    def flush(self, pending: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last frames of a stream of ``length`` samples in all: those over the right
+        padding the offline pass adds (:meth:`Framing.pads`)."""
+        right = self.framing.pads(length)[1]
+        return self.step(pending.new_zeros(pending.shape[0], right), pending)
 
 
 class ConvDecoder(nn.Module):
@@ -161,19 +169,54 @@ class ConvDecoder(nn.Module):
         return wav.reshape(*lead, length)
 
     # -- streaming -----------------------------------------------------------------------
-    def initial_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
-        """Overlap-add tail ``[*lead, L - S]``: the part of the last frames that later frames
-        still add to."""
-        return torch.zeros(*lead, self.kernel_size - self.stride, device=device)
+    def init_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> "ConvDecoderState":
+        """A fresh stream of signals with leading shape ``lead`` (e.g. ``(batch, n_src)``)."""
+        left = self.framing.pads(0)[0]
+        return ConvDecoderState(torch.zeros(*lead, self.kernel_size - self.stride, device=device), left)
 
-    def step(self, rep: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Overlap-add the next frames ``rep [..., N, F]``: returns the ``F·S`` samples that are
-        now final and the new tail."""
-        n_frames = rep.shape[-1]
-        if n_frames == 0:
-            return tail[..., :0], tail
+    def step(self, rep: torch.Tensor, state: "ConvDecoderState") -> tuple[torch.Tensor, "ConvDecoderState"]:
+        """Overlap-add the next frames ``rep [..., N, F]``: the samples that are now final
+        (``F·S`` of them, fewer at the start, where the encoder's left padding is dropped)."""
+        tail = state.tail
+        if rep.shape[-1] == 0:
+            return tail[..., :0], state
         # a few frames: one matmul [.., F, N] @ [N, L] and an overlap-add (fold) of the frames
         wav = self._overlap_add(torch.matmul(rep.transpose(-1, -2), self.conv.weight[:, 0]))
         wav = torch.cat([wav[..., : tail.shape[-1]] + tail, wav[..., tail.shape[-1] :]], dim=-1)
-        done = n_frames * self.stride
-        return wav[..., :done], wav[..., done:]
+        done = rep.shape[-1] * self.stride
+        out, state.tail = wav[..., :done], wav[..., done:]
+        return self._emit(out, state), state
+
+    def flush(self, state: "ConvDecoderState", length: int) -> tuple[torch.Tensor, "ConvDecoderState"]:
+        """The rest of a stream of ``length`` samples in all: the tail the last frames left,
+        cut — or, where "valid" framing dropped an incomplete last frame, zero-padded — so
+        that the stream has given ``length`` samples (none more if it already has)."""
+        before = state.emitted
+        out = self._emit(state.tail, state)
+        missing = max(0, length - before)
+        out = F.pad(out, (0, max(0, missing - out.shape[-1])))[..., :missing]
+        state.emitted, state.tail = before + out.shape[-1], state.tail[..., :0]
+        return out, state
+
+    @staticmethod
+    def _emit(wav: torch.Tensor, state: "ConvDecoderState") -> torch.Tensor:
+        if state.drop:
+            k = min(state.drop, wav.shape[-1])
+            wav, state.drop = wav[..., k:], state.drop - k
+        state.emitted += wav.shape[-1]
+        return wav
+
+
+@dataclass
+class ConvDecoderState:
+    """What a streamed :class:`ConvDecoder` carries between blocks.
+
+    Attributes:
+        tail: ``[*lead, L - S]`` overlap-added samples that later frames still add to.
+        drop: samples still to drop at the start (the encoder's left padding).
+        emitted: output samples given so far.
+    """
+
+    tail: torch.Tensor
+    drop: int
+    emitted: int = 0

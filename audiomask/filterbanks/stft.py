@@ -4,7 +4,7 @@
   periodic window); the representation is a complex ``[..., F, frames]`` tensor
   (``F = n_fft//2 + 1``), masked with magnitude, real/imaginary or polar masks
   (:func:`complex_mask`). ``decoder(encoder(x), length=x.shape[-1])`` has the input's length.
-* Streaming: ``initial_state`` / ``step`` / ``finish`` on both, frame by frame as samples
+* Streaming: ``init_state`` / ``step`` / ``flush`` on both, frame by frame as samples
   arrive (:class:`STFTStreamState`, :class:`ISTFTStreamState`), equal to the offline
   transform's frames and samples.
 * Real-valued: ONNX has no complex type and neither PyTorch exporter turns complex tensors
@@ -73,8 +73,8 @@ class STFTEncoder(nn.Module):
     # of the signal padded by n_fft/2 on each side. A stream therefore emits frame f once the
     # samples up to f·hop + n_fft/2 - 1 have arrived (the STFT's look-ahead), builds the left
     # padding as soon as it is known (at once for zeros; after n_fft/2 + 1 samples for
-    # "reflect") and the right padding in :meth:`finish`, when the length is known.
-    def initial_state(self, batch: int, device: torch.device | None = None) -> "STFTStreamState":
+    # "reflect") and the right padding in :meth:`flush`, when the length is known.
+    def init_state(self, batch: int, device: torch.device | None = None) -> "STFTStreamState":
         """A fresh stream of ``batch`` signals (see :class:`STFTStreamState`)."""
         return STFTStreamState(torch.zeros(batch, 0, device=device))
 
@@ -92,9 +92,10 @@ class STFTEncoder(nn.Module):
             return self._no_frames(state), state
         return self._frames(state), state
 
-    def finish(self, state: "STFTStreamState") -> tuple[torch.Tensor, "STFTStreamState"]:
+    def flush(self, state: "STFTStreamState", length: int | None = None) -> tuple[torch.Tensor, "STFTStreamState"]:
         """The last frames, over the right padding the offline pass adds at the end; after
-        this the stream has given exactly ``received // hop + 1`` frames."""
+        this the stream has given exactly ``received // hop + 1`` frames. (``length``, the
+        stream's total, is part of the streaming protocol; the state counts it already.)"""
         half, length = self.n_fft // 2, state.received
         reflect = self.pad_mode == "reflect" and length > half  # forward() falls back to zeros
         if not state.started:
@@ -214,7 +215,7 @@ class ISTFTDecoder(nn.Module):
     # left padding. A sample is final once no later frame covers it: after frame f, every
     # sample before (f + 1)·hop. The stream keeps the rest (n_fft - hop samples) with its
     # window sum, so each block's samples equal the offline ones.
-    def initial_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> ISTFTStreamState:
+    def init_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> ISTFTStreamState:
         """A fresh stream of signals with leading shape ``lead`` (e.g. ``(batch, n_src)``)."""
         tail = self.n_fft - self.hop_length
         return ISTFTStreamState(torch.zeros(*lead, tail, device=device), torch.zeros(tail, device=device),
@@ -245,7 +246,7 @@ class ISTFTDecoder(nn.Module):
         state.emitted += out.shape[-1]
         return out, state
 
-    def finish(self, state: ISTFTStreamState, length: int) -> tuple[torch.Tensor, ISTFTStreamState]:
+    def flush(self, state: ISTFTStreamState, length: int) -> tuple[torch.Tensor, ISTFTStreamState]:
         """The rest of a signal of ``length`` samples in all: the samples the last frames
         covered (zeros where no frame did, as ``torch.istft`` pads), cut at ``length``."""
         out = normalise(state.ola, state.env)

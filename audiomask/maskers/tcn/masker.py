@@ -151,7 +151,7 @@ class TCNMasker(nn.Module):
         return {k: torch.zeros_like(v) if k.startswith(tuple(zeroed)) else v for k, v in {**own, **state}.items()}
 
     # -- streaming (causal TCNs) ----------------------------------------------------------
-    def initial_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":
+    def init_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":
         """Streaming state of a causal TCN (see :mod:`audiomask.maskers.tcn.stream_step`)."""
         if not self.causal:
             raise ValueError("only a causal TCN can stream exactly; use chunked inference")
@@ -189,12 +189,12 @@ class TCNStreamState:
         self.head = head_weights(masker)
         self.blocks = [block_weights(b) for b in masker.blocks]
         self.buffers, self.ends = [], []
-        self.norm_states = [masker.input_norm.initial_state(batch, device)]
+        self.norm_states = [masker.input_norm.init_state(batch, device)]
         for b in masker.blocks:
             buffer, end = history_buffer(batch, b.context, b.dw_conv.in_channels, device)
             self.buffers.append(buffer)
             self.ends.append(end)
-            self.norm_states += [b.in_norm.initial_state(batch, device), b.dw_norm.initial_state(batch, device)]
+            self.norm_states += [b.in_norm.init_state(batch, device), b.dw_norm.init_state(batch, device)]
         applies = NativeStreamPlan.applies(self.norm, self.head, self.blocks)
         self.native = (NativeStreamPlan(self.head, self.blocks, self.norm_states, self.buffers, self.ends)
                        if applies else None)
