@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from audiomask import native
+from audiomask import accel
 
 aten = torch.ops.aten
 
@@ -65,12 +65,8 @@ EXTRA_FORMULAS: dict[Any, Any] = {
 
 def _count(model: torch.nn.Module, inputs: tuple[Any, ...]) -> FlopCounterMode:
     counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
-    enabled, native.ENABLED = native.ENABLED, False  # C kernels' work is invisible: run the modules
-    try:
-        with torch.no_grad(), counter:
-            model(*inputs)
-    finally:
-        native.ENABLED = enabled
+    with accel.force("reference"), torch.no_grad(), counter:  # kernels' work is invisible: the modules
+        model(*inputs)
     return counter
 
 

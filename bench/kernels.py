@@ -53,7 +53,7 @@ if "--interpret" in sys.argv:  # before Triton is imported: it reads this when k
 import torch  # noqa: E402
 
 import audiomask  # noqa: E402
-from audiomask import kernels  # noqa: E402
+from audiomask import accel, kernels  # noqa: E402
 from audiomask.maskers.tcn import DepthwiseTCNBlock  # noqa: E402
 
 
@@ -135,7 +135,7 @@ class Sizes:
 
 def _path(kind: str):
     """``"reference"``, ``"triton"`` (the kernels wherever they apply) or ``"auto"`` (the policy)."""
-    return kernels.force(kind)
+    return accel.force(kind)
 
 
 def _fwd_bwd(module: torch.nn.Module, inputs: tuple, kind: str, grads: list, leaves: tuple = ()):
@@ -214,13 +214,25 @@ def _frames(s: Sizes) -> int:
         return encoder(torch.zeros(1, int(s.seconds * 8000))).shape[-1]
 
 
+class _DispatchedBlock(torch.nn.Module):
+    """A TCN block as the masker runs it: the fused kernels where ``kernels.use_triton`` says
+    so (its ``"triton"`` path), else the block's modules."""
+
+    def __init__(self, block: DepthwiseTCNBlock) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor):
+        return kernels.tcn_block_forward(self.block, x) if kernels.use_triton(x) else self.block(x)
+
+
 def tcn_block_cases(s: Sizes, device: str) -> list[Case]:
     frames = _frames(s)
     cases = []
     for norm, causal in (("gLN", False), ("cLN", True)):
         for d in s.dilations:
             torch.manual_seed(0)
-            block = DepthwiseTCNBlock(s.bn, s.hid, s.bn, 3, d, norm, causal).to(device)
+            block = _DispatchedBlock(DepthwiseTCNBlock(s.bn, s.hid, s.bn, 3, d, norm, causal).to(device))
             x = torch.randn(s.batch, s.bn, frames, device=device, requires_grad=True)
             cases.append(fwd_bwd_case(f"tcn-block-{norm}-d{d}", block, (x,), target=2.0,
                                       note=f"fwd+bwd, [{s.batch}, {s.bn}, {frames}] → H={s.hid}"))
@@ -352,7 +364,7 @@ def main() -> int:
     if not cuda:
         from audiomask import native
 
-        native.ENABLED = False  # the CPU fast paths of the TCN would take the CPU tensors first
+        native.BUILT = False  # as if not built: the CPU fast paths of the TCN would take the CPU tensors first
     import triton
 
     dev_name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}), " \

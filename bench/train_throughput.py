@@ -13,7 +13,7 @@ one run, after ``--warmup`` untimed steps each.
 
 ``--paths`` measures each preset twice in one run: the fused CPU training blocks
 (``audiomask.maskers.tcn.cpu_training``) forced, then autograd through the modules forced, and prints
-their ratio: the measurement behind ``kernels.fuse_on_cpu``'s rule (which CPUs take the C paths).
+their ratio: the measurement behind ``accel.fuse_on_cpu``'s rule (which CPUs take the C paths).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 import torch
 
 import audiomask
-from audiomask import kernels
+from audiomask import accel
 from audiomask.losses import pit_si_sdr_loss
 from audiomask.models.checkpoint import pretrained_models
 
@@ -65,7 +65,7 @@ def measure(preset: str, batch: int, seconds: float, steps: int, warmup: int, pa
 @contextlib.contextmanager
 def _forced(path: str):
     """The fused CPU blocks (``triton`` mode: the C paths on any CPU) or the module path."""
-    with kernels.force("triton" if path == "fused" else "reference"):
+    with accel.force("triton" if path == "fused" else "reference"):
         yield
 
 

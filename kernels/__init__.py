@@ -14,38 +14,31 @@ op                         fuses                                       reference
 
 Dispatch (one function per op, so a CPU fast path can be added beside the Triton one):
 Triton may run when the input is a CUDA tensor of a floating dtype below float64, Triton
-imports, the code is not being traced/compiled, and ``AUDIOMASK_KERNELS`` is not
-``reference`` (:func:`use_triton`). Whether it then does is the :class:`Policy`'s call, so that
-a fused kernel runs only where it is faster than the PyTorch reference: a documented rule
+imports, the code is not being traced/compiled, and the acceleration mode
+(:func:`audiomask.accel.mode`, set by ``AUDIOMASK_KERNELS``) is not ``reference``
+(:func:`use_triton`). Whether it then does is the :class:`Policy`'s call, so that a fused
+kernel runs only where it is faster than the PyTorch reference: a documented rule
 (:data:`REFERENCE_RULES`), else both paths timed once per shape class and the faster one
-cached; ``export``/``restore`` carry its measured choices through a training run's state.
-On the CPU nothing is timed (a timed choice would make two runs of one seed take different
-paths, so different roundings): :func:`fuse_on_cpu` decides by rule whether the C-fused TCN
-paths (:func:`audiomask.maskers.tcn.paths.select_path`) run. ``AUDIOMASK_KERNELS``:
-
-* ``auto`` (default): as above;
-* ``reference``: always the PyTorch reference (and the TCN modules on the CPU);
-* ``triton``: always the fused kernel where it applies (no rules, no timing; the C-fused TCN
-  paths on every CPU); the Triton kernels on CPU tensors
-  too — only under the interpreter: ``TRITON_INTERPRET=1`` set before the kernels are first
-  loaded and kept while they run (Triton reads it at both times; the tests and
-  ``bench/kernels.py --interpret`` do this); an error rather than a silent fallback when that
-  is impossible.
-
-:func:`force` does the same for a ``with`` block (tests). Triton itself is imported only when
-a CUDA tensor (or a forced mode) asks for it, so CPU users never pay for the import.
+cached; ``export``/``restore`` carry its measured choices through a training run's state. In
+``triton`` mode the fused kernel runs wherever it applies, with no rule and no timing; on CPU
+tensors only under the interpreter (``TRITON_INTERPRET=1`` set before the kernels are first
+loaded and kept while they run — Triton reads it at both times; the tests and
+``bench/kernels.py --interpret`` do this), and an error rather than a silent fallback when
+that is impossible. Triton itself is imported only when a CUDA tensor (or a forced mode) asks
+for it, so CPU users never pay for the import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import statistics
-from typing import Callable, Dict, Hashable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Hashable, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from audiomask import accel
 
 from .reference import (
     NORMS,
@@ -56,39 +49,14 @@ from .reference import (
 )
 
 __all__ = [
-    "dwconv_prelu_norm", "prelu_norm", "depthwise_conv1d", "use_triton", "force", "mode",
-    "Policy", "POLICY", "REFERENCE_RULES", "shape_class", "fuse_on_cpu",
+    "dwconv_prelu_norm", "prelu_norm", "depthwise_conv1d", "use_triton",
+    "Policy", "POLICY", "REFERENCE_RULES", "shape_class",
     "triton_available", "interpreting", "norm_name", "tcn_block_forward",
     "reference_dwconv_prelu_norm", "reference_prelu_norm", "reference_depthwise_conv1d",
-    "reference_norm", "NORMS", "ENV",
+    "reference_norm", "NORMS",
 ]
 
-#: the environment switch: "auto" | "reference" | "triton"
-ENV = "AUDIOMASK_KERNELS"
-MODES = ("auto", "reference", "triton")
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_override: Optional[str] = None
-
-
-def mode() -> str:
-    """The dispatch mode: :func:`force`'s if one is active, else ``$AUDIOMASK_KERNELS``."""
-    m = _override or os.environ.get(ENV) or "auto"
-    if m not in MODES:
-        raise ValueError(f"{ENV}={m!r}: choose one of {', '.join(MODES)}")
-    return m
-
-
-@contextlib.contextmanager
-def force(m: str) -> Iterator[None]:
-    """Run the ``with`` block in dispatch mode ``m`` (``"reference"`` or ``"triton"``)."""
-    global _override
-    if m not in MODES:
-        raise ValueError(f"unknown kernel mode {m!r}; choose one of {', '.join(MODES)}")
-    old, _override = _override, m
-    try:
-        yield
-    finally:
-        _override = old
 
 
 def interpreting() -> bool:
@@ -125,13 +93,13 @@ def use_triton(x: Tensor) -> bool:
     if x.dtype not in _TRITON_DTYPES:
         return False
     if x.is_cuda:
-        return mode() != "reference" and not _tracing() and triton_available()
-    if mode() != "triton":
+        return accel.mode() != "reference" and not _tracing() and triton_available()
+    if accel.mode() != "triton":
         return False
     if not triton_available():
-        raise RuntimeError(f"{ENV}=triton needs triton (pip install 'audiomask[kernels]')")
+        raise RuntimeError(f"{accel.ENV}=triton needs triton (pip install 'audiomask[kernels]')")
     if not interpreting() or not _impl().INTERPRETED:
-        raise RuntimeError(f"{ENV}=triton on CPU tensors needs TRITON_INTERPRET=1 set before "
+        raise RuntimeError(f"{accel.ENV}=triton on CPU tensors needs TRITON_INTERPRET=1 set before "
                            "audiomask.kernels first loads its Triton kernels")
     return True
 
@@ -250,25 +218,6 @@ class Policy:
 POLICY = Policy()
 
 
-#: CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) on which the C-fused TCN
-#: paths run in ``auto`` mode. Measured: on a 2-core AMD EPYC with AVX2 (no AVX-512) the
-#: modules were 2.0x faster at inference (mini2mix, 10 s, 2 threads) and 1.2-1.5x at training
-#: (``bench/results/train_paths-epyc-avx2.json``); on the AVX-512 machine of the 2026-11-21
-#: benches the C inference path ran 2.8x Asteroid's module forward with the same weights
-#: (``bench/results/peers-2026-11-21b.md``).
-FUSED_CPU_CAPABILITIES = ("AVX512",)
-
-
-def fuse_on_cpu() -> bool:
-    """Whether the C-fused gLN TCN paths (CPU inference and training) run rather than the
-    modules: by rule, never timed, so that runs are reproducible — ``triton`` mode: yes;
-    ``reference``: no; ``auto``: where this CPU has one of :data:`FUSED_CPU_CAPABILITIES`."""
-    m = mode()
-    if m != "auto":
-        return m == "triton"
-    return torch.backends.cpu.get_cpu_capability() in FUSED_CPU_CAPABILITIES
-
-
 def _capturing() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
@@ -292,7 +241,7 @@ def _trial(fn: Callable, args: tuple) -> Callable[[], object]:
 
 def _fused_wins(key: tuple, fused: Callable, reference: Callable, args: tuple) -> bool:
     """Whether this call runs the fused kernel: always in ``triton`` mode, else the policy's choice."""
-    if mode() == "triton":
+    if accel.mode() == "triton":
         return True
     return POLICY.choose(key, _trial(fused, args), _trial(reference, args)) == "triton"
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from triton.compiler import ASTSource, make_backend
     from triton.runtime.jit import JITFunction, create_function_from_signature
 
-    from audiomask import kernels
+    from audiomask import accel, kernels
     from audiomask.kernels import _triton
 
     if _triton.INTERPRETED:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     kernels.use_triton = lambda x: True  # CPU tensors stand in for CUDA ones
     JITFunction.__getitem__ = compile_only  # every kernel[grid](...) compiles instead of launching
     try:
-        with kernels.force("triton"):  # every kernel, whatever the dispatch policy would choose
+        with accel.force("triton"):  # every kernel, whatever the dispatch policy would choose
             C = 16
             shapes = [37] if args.quick else [37, 1]
             for norm in kernels.NORMS:

@@ -17,7 +17,7 @@ from audiomask.filterbanks import ISTFTDecoder, STFTEncoder
 from audiomask.losses import aec_loss
 from audiomask.metrics import erle, segmental_erle, si_sdr
 from audiomask.models.aec import D3NetAEC
-from audiomask.streaming.aec import AECStreamingSession
+from audiomask.streaming import StreamingSession
 
 from conftest import SHARED_DATA
 
@@ -141,7 +141,7 @@ def test_stft_encoder_and_decoder_steps_match_offline(pad_mode):
     dec = ISTFTDecoder.like(enc)
     for length, seed in [(1, 0), (160, 1), (161, 2), (5000, 3)]:
         x = torch.randn(2, length)
-        spec_state, wav_state = enc.initial_state(2), dec.initial_state((2,))
+        spec_state, wav_state = enc.init_state(2), dec.init_state((2,))
         specs, wavs, i = [], [], 0
         for n in random_blocks(length, 400, seed):
             spec, spec_state = enc.step(x[:, i : i + n], spec_state)
@@ -149,9 +149,9 @@ def test_stft_encoder_and_decoder_steps_match_offline(pad_mode):
             specs.append(spec)
             wavs.append(wav)
             i += n
-        spec, spec_state = enc.finish(spec_state)
+        spec, spec_state = enc.flush(spec_state)
         wav, wav_state = dec.step(spec, wav_state)
-        rest, wav_state = dec.finish(wav_state, length)
+        rest, wav_state = dec.flush(wav_state, length)
         specs.append(spec)
         wavs += [wav, rest]
         assert (torch.cat(specs, -1) - enc(x)).abs().max() < 1e-4
@@ -183,7 +183,7 @@ def test_bad_inputs_are_refused_with_clear_errors():
     with pytest.raises(ValueError, match="same shape"):
         session.process(torch.randn(160), torch.randn(150))
     with pytest.raises(ValueError, match="eval mode"):  # model.stream() switches to eval itself
-        AECStreamingSession(audiomask.build("d3net-aec", "tiny").train())
+        StreamingSession(audiomask.build("d3net-aec", "tiny").train())
     with pytest.raises(ValueError, match="n_src must be 1"):
         audiomask.build("d3net-aec", "tiny", n_src=2)
     with pytest.raises(ValueError, match="aec_loss expects"):

@@ -20,7 +20,7 @@ import audiomask
 from audiomask.audio import resample
 from audiomask.cli import main
 from audiomask.export import ExportError, OnnxStreamer, TorchScriptStreamer, export_model, read_metadata
-from audiomask.export.dft import RealISTFT, RealSTFT
+from audiomask.filterbanks import RealISTFT, RealSTFT
 from audiomask.export.graphs import adaptive_avg_pool1d, tracing_mode
 from audiomask.filterbanks import ISTFTDecoder, STFTEncoder
 
@@ -300,10 +300,10 @@ def test_traceable_adaptive_pool_equals_pytorch():
 
 
 def test_tracing_mode_restores_what_it_switches():
-    from audiomask import native
+    from audiomask import accel
     from audiomask.nn import multiscale
 
-    before = native.ENABLED, multiscale.F
+    before = accel.mode(), multiscale.F
     with tracing_mode():
-        assert native.ENABLED is False and multiscale.F is not F
-    assert (native.ENABLED, multiscale.F) == before
+        assert accel.mode() == "reference" and multiscale.F is not F
+    assert (accel.mode(), multiscale.F) == before

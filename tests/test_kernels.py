@@ -3,7 +3,7 @@
 Without a GPU the Triton code runs on CPU tensors in Triton's interpreter: this module sets
 ``TRITON_INTERPRET=1`` before ``audiomask.kernels._triton`` is first imported (Triton decides
 when a kernel is decorated whether it is interpreted; asserted below) and the dispatch is
-forced with ``kernels.force("triton")``. On a CUDA machine the same tests run the compiled kernels on
+forced with ``accel.force("triton")``. On a CUDA machine the same tests run the compiled kernels on
 the GPU. The references themselves are checked against the modules they stand for.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import audiomask
-from audiomask import kernels
+from audiomask import accel, kernels
 from audiomask.maskers.tcn import DepthwiseTCNBlock
 from audiomask.nn.ffconv import FFConvM
 from audiomask.nn.fsmn import DilatedDenseFSMN
@@ -48,7 +48,7 @@ needs_triton = pytest.mark.skipif(TRITON is None, reason="triton not installed (
 
 def triton_path():
     """The Triton path for this machine's test tensors (forced: no policy; on CPU the interpreter)."""
-    return kernels.force("triton")
+    return accel.force("triton")
 
 
 def _close(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-4, what: str = "") -> None:
@@ -79,7 +79,7 @@ def _run(fn, leaves: dict, fused: bool, seed: int) -> dict:
     """Output and every input gradient of ``fn(**leaves)`` on the Triton (``fused``) or the
     reference path, for a fixed random output gradient (drawn in float32,
     so every precision sees the same one)."""
-    with triton_path() if fused else kernels.force("reference"):
+    with triton_path() if fused else accel.force("reference"):
         y = fn(**leaves)
         dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.dtype).to(DEVICE)
         y.backward(dy)
@@ -201,11 +201,11 @@ def test_references_equal_ffconvm_and_fsmn_convs(causal):
 # ------------------------------------------------------------------------------------------
 def test_dispatch_takes_the_reference_on_cpu_and_when_told(monkeypatch):
     x = torch.randn(2, 4, 9)
-    monkeypatch.delenv(kernels.ENV, raising=False)
-    assert kernels.mode() == "auto" and not kernels.use_triton(x)
-    monkeypatch.setenv(kernels.ENV, "reference")
+    monkeypatch.delenv(accel.ENV, raising=False)
+    assert accel.mode() == "auto" and not kernels.use_triton(x)
+    monkeypatch.setenv(accel.ENV, "reference")
     assert not kernels.use_triton(x)
-    with kernels.force("triton"):  # force() wins over the environment
+    with accel.force("triton"):  # force() wins over the environment
         if TRITON is not None and TRITON.INTERPRETED:
             assert kernels.use_triton(x)
         else:  # no interpreter: forcing Triton on a CPU tensor is an error, not a silent fallback
@@ -214,10 +214,10 @@ def test_dispatch_takes_the_reference_on_cpu_and_when_told(monkeypatch):
         assert not kernels.use_triton(x.double())  # float64: always the reference
     if torch.cuda.is_available():
         assert not kernels.use_triton(x.cuda())
-    monkeypatch.setenv(kernels.ENV, "fast")
+    monkeypatch.setenv(accel.ENV, "fast")
     with pytest.raises(ValueError, match="AUDIOMASK_KERNELS"):
         kernels.use_triton(x.cuda() if torch.cuda.is_available() else x)
-    monkeypatch.delenv(kernels.ENV)
+    monkeypatch.delenv(accel.ENV)
     # on the reference path the ops are exactly their references
     w, b, s, g, beta = torch.randn(4, 1, 3), torch.randn(4), torch.rand(1), torch.randn(4), torch.randn(4)
     args = (x, w, b, 2, (2, 2), s, g, beta, "gLN", 1e-8)
@@ -287,10 +287,10 @@ def test_ops_follow_the_policy_in_auto_mode(monkeypatch, counted, fused_ms, expe
     timer, calls = _fake_timer([fused_ms, 1.0])
     monkeypatch.setattr(kernels, "POLICY", kernels.Policy(timer=timer))
     monkeypatch.setattr(kernels, "use_triton", lambda x: True)
-    monkeypatch.delenv(kernels.ENV, raising=False)
+    monkeypatch.delenv(accel.ENV, raising=False)
     x = torch.randn(2, 8, 33, requires_grad=True)
     args = (torch.rand(1), torch.randn(8), torch.randn(8), "gLN", 1e-8)
-    with kernels.force("auto"):
+    with accel.force("auto"):
         y = kernels.prelu_norm(x, *args)
         y.sum().backward()
         kernels.prelu_norm(x, *args)  # same class: no second measurement
@@ -307,7 +307,7 @@ def test_env_switch_forces_triton_under_the_interpreter(monkeypatch, counted):
     if ON_GPU:
         pytest.skip("CPU-only check")
     assert TRITON.INTERPRETED, "the Triton kernels were not loaded under TRITON_INTERPRET=1"
-    monkeypatch.setenv(kernels.ENV, "triton")
+    monkeypatch.setenv(accel.ENV, "triton")
     x = torch.randn(1, 4, 9)
     assert kernels.use_triton(x)
     kernels.prelu_norm(x, torch.rand(1), torch.randn(4), torch.randn(4), "cLN", 1e-8)
@@ -460,13 +460,13 @@ def module_path(monkeypatch):
     CPU tensors before the blocks' dispatch could; CUDA tensors never take them."""
     from audiomask import native
 
-    monkeypatch.setattr(native, "ENABLED", False)
+    monkeypatch.setattr(native, "BUILT", False)
 
 
 def _model_paths_agree(model: torch.nn.Module, mix: torch.Tensor) -> None:
     model = model.to(DEVICE).eval()  # eval: no dropout, so both paths see the same network
     results = []
-    for path in (kernels.force("reference"), triton_path()):
+    for path in (accel.force("reference"), triton_path()):
         with path:
             out = model(mix.to(DEVICE))
             (out * torch.linspace(-1, 1, out.shape[-1], device=DEVICE)).sum().backward()

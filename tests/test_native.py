@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import audiomask
-from audiomask import native
+from audiomask import accel, native
 from audiomask.nn.history import history_buffer, history_push
 from audiomask.nn.norms import cumulative_norm
 
-pytestmark = pytest.mark.skipif(not native.ENABLED, reason="audiomask._native not built (no C compiler)")
+pytestmark = pytest.mark.skipif(not native.BUILT, reason="audiomask.native._lib not built (no C compiler)")
 
 
 @pytest.mark.parametrize("batch,channels", [(1, 512), (3, 7)])
@@ -48,21 +48,19 @@ def test_dwconv_kernel_equals_conv1d(dilation, taps):
 
 
 @pytest.mark.parametrize("posix_threads", [False, True])
-def test_stream_equals_offline_with_and_without_the_kernels(monkeypatch, posix_threads):
+def test_stream_equals_offline_with_and_without_the_kernels(posix_threads):
     torch.manual_seed(2)
     model = audiomask.build("convtasnet", "small-causal").eval()
     x = torch.randn(2, 3000) * 0.3
     with torch.inference_mode():
         ref = model(x)
-    if native.ENABLED:  # the whole-TCN kernel on PyTorch's OpenMP team, or on threads of its own
-        native.posix_threads(posix_threads)
+    native.posix_threads(posix_threads)  # the whole-TCN kernel on PyTorch's OpenMP team, or on its own
     for enabled in (True, False):
-        monkeypatch.setattr(native, "ENABLED", enabled)
-        session = model.stream(batch=2)
-        assert (session._mask.native is not None) == enabled  # all TCN blocks in one C call
-        # blocks of 97 samples, then ones longer than the histories' spare room (they grow)
-        cuts = list(range(0, 1500, 97)) + [1500, 2900, 2901, 3000]
-        outs = [session.process(x[:, a:b]) for a, b in zip(cuts, cuts[1:])] + [session.flush()]
+        with accel.force("auto" if enabled else "reference"):
+            session = model.stream(batch=2)
+            assert (session.state.masker.native is not None) == enabled  # all TCN blocks in one C call
+            # blocks of 97 samples, then ones longer than the histories' spare room (they grow)
+            cuts = list(range(0, 1500, 97)) + [1500, 2900, 2901, 3000]
+            outs = [session.process(x[:, a:b]) for a, b in zip(cuts, cuts[1:])] + [session.flush()]
         assert (torch.cat(outs, -1) - ref).abs().max() < 1e-5
-    if native.ENABLED:
-        native.posix_threads(False)
+    native.posix_threads(False)

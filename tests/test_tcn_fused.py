@@ -5,18 +5,18 @@ and training (audiomask.maskers.tcn.cpu_training) autograd's outputs and gradien
 import pytest
 import torch
 
-from audiomask import kernels, native
+from audiomask import accel, native
 from audiomask.maskers.tcn import cpu_inference, cpu_training, paths
 from audiomask.maskers.tcn import TCNMasker
 from audiomask.maskers.tcn.paths import runs_cpu_inference
 from audiomask.models import ConvTasNet
 
-pytestmark = pytest.mark.skipif(not native.ENABLED, reason="C kernels not built")
+pytestmark = pytest.mark.skipif(not native.BUILT, reason="C kernels not built")
 
 
 @pytest.fixture(autouse=True)
 def avx512(monkeypatch):
-    """Every test here runs as on a CPU where ``kernels.fuse_on_cpu()`` takes the C paths in
+    """Every test here runs as on a CPU where ``accel.fuse_on_cpu()`` takes the C paths in
     ``auto`` mode (they are compared with the modules on any CPU)."""
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
 
@@ -198,17 +198,17 @@ def test_the_cpu_paths_are_chosen_by_rule(monkeypatch, capability, env, fused):
     rep = model.encoder(mix)
     assert paths.cpu_fusable(model.masker, rep)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setenv(kernels.ENV, env)
+    monkeypatch.setenv(accel.ENV, env)
     calls = []
     real = cpu_training.tcn_features
     monkeypatch.setattr(cpu_training, "tcn_features", lambda *a: calls.append(1) or real(*a))
-    assert kernels.fuse_on_cpu() is fused
+    assert accel.fuse_on_cpu() is fused
     assert paths.select_path(model.masker, rep) == ("cpu_training" if fused else "modules")
     with torch.no_grad():
         assert runs_cpu_inference(model.masker, rep) is fused
     loss = model(mix).square().mean()
     assert bool(calls) is fused
-    with kernels.force("reference"):  # the modules
+    with accel.force("reference"):  # the modules
         ref = model(mix).square().mean()
     assert abs(loss.item() - ref.item()) <= 1e-5 * abs(ref.item())
 
@@ -220,12 +220,8 @@ def test_model_built_under_inference_mode_runs_the_fast_path():
                                                   n_blocks=2, n_repeats=1)).eval()
         x = torch.randn(1, 500)
         out = built(x)
-    native.ENABLED = False
-    try:
-        with torch.inference_mode():
-            ref = built(x)
-    finally:
-        native.ENABLED = True
+    with accel.force("reference"), torch.inference_mode():
+        ref = built(x)
     assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
 
 
@@ -234,11 +230,8 @@ def test_mac_count_sees_the_work_of_the_kernels():
 
     model = _model()
     with_kernels = count_macs(model, seconds=0.25)
-    native.ENABLED = False
-    try:
+    with accel.force("reference"):
         assert count_macs(model, seconds=0.25) == with_kernels
-    finally:
-        native.ENABLED = True
 
 
 def test_onednn_dense_layers_equal_linear():
@@ -250,13 +243,9 @@ def test_onednn_dense_layers_equal_linear():
     x, w, b = torch.randn(4001, 128, generator=gen), torch.randn(512, 128, generator=gen), torch.randn(512, generator=gen)
     other = torch.randn(4001, 512, generator=gen)
     ref, ref_add = torch.nn.functional.linear(x, w, b), torch.addmm(other, x, w.t())
-    saved = onednn.ENABLED
-    try:
-        for on in (True, False):
-            onednn.ENABLED = on and onednn._probe()
-            with torch.inference_mode():
-                assert (onednn.linear(x, w, b) - ref).abs().max() <= 1e-4 * ref.abs().max()
-                assert (onednn.linear_add(x, other, w) - ref_add).abs().max() <= 1e-4 * ref_add.abs().max()
-                assert (onednn.linear(x[:, :64], w[:, :64]) - x[:, :64] @ w[:, :64].t()).abs().max() <= 1e-3
-    finally:
-        onednn.ENABLED = saved
+    for m in ("auto", "reference"):
+        with accel.force(m), torch.inference_mode():
+            assert onednn.enabled() == (m == "auto" and onednn.available())
+            assert (onednn.linear(x, w, b) - ref).abs().max() <= 1e-4 * ref.abs().max()
+            assert (onednn.linear_add(x, other, w) - ref_add).abs().max() <= 1e-4 * ref_add.abs().max()
+            assert (onednn.linear(x[:, :64], w[:, :64]) - x[:, :64] @ w[:, :64].t()).abs().max() <= 1e-3

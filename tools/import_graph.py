@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "audiomask"
 # lowest first; a module's layer is that of the longest name listed here equal to it or a package
 # above it ("audiomask" is the package's own __init__ only)
 LAYERS = [
-    ["audiomask.fileio", "audiomask.runtime", "audiomask.native", "audiomask.state_dicts"],
+    ["audiomask.accel", "audiomask.fileio", "audiomask.runtime", "audiomask.native", "audiomask.state_dicts"],
     ["audiomask.audio", "audiomask.metrics", "audiomask.nn", "audiomask.kernels", "audiomask.filterbanks"],
     # the streaming protocol and sessions fold any model's init_state/step/flush: below the models
     ["audiomask.maskers", "audiomask.losses", "audiomask.macs", "audiomask.streaming"],

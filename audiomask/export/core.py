@@ -139,7 +139,7 @@ def metadata(model: nn.Module, graph: nn.Module, fmt: str) -> dict[str, str]:
         "task": task_of(model).name,
     }
     if isinstance(graph, StreamGraph):
-        state = graph.initial_state()
+        state = graph.init_state()
         meta.update({
             "kind": "streaming",
             "n_src": str(graph.n_out),

@@ -9,7 +9,7 @@ explicit tensors, and return the output block and the new state:
 Both reuse the models' own code — the conv encoder/decoder steps, the TCN step
 (:func:`~audiomask.maskers.tcn.stream_step.tcn_step` with fixed-size histories), the TIGER and
 D3Net layers — and replace only what a graph without complex numbers cannot hold: the STFT
-(:mod:`audiomask.export.dft`) and the complex glue around the STFT maskers, which is written
+(:mod:`audiomask.filterbanks.stft`'s real-valued forms) and the complex glue around the STFT maskers, which is written
 here with real/imaginary pairs.
 """
 
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audiomask.export.dft import RealISTFT, RealSTFT, complex_mul, normalise
+from audiomask.filterbanks.conv import ConvDecoderState
+from audiomask.filterbanks.stft import RealISTFT, RealSTFT, complex_mul, normalise
 
 
 class ExportError(ValueError):
@@ -84,7 +85,7 @@ class StreamGraph(nn.Module):
     """Base of the streaming step graphs.
 
     Attributes set by subclasses: ``block`` (input samples per call), ``input_names`` (the
-    signal inputs), ``state_names`` and ``initial_state()`` (zeros), ``discard`` (output
+    signal inputs), ``state_names`` and ``init_state()`` (zeros), ``discard`` (output
     samples at the start that belong to the model's left padding), ``latency`` (algorithmic
     latency in samples), ``n_out`` (output signals).
     """
@@ -95,19 +96,19 @@ class StreamGraph(nn.Module):
     n_out: int
     input_names: Sequence[str] = ("block",)
 
-    def initial_state(self) -> List[Tensor]:
+    def init_state(self) -> List[Tensor]:
         raise NotImplementedError
 
     def example_inputs(self) -> tuple[Tensor, ...]:
         signals = tuple(torch.zeros(1, self.block) for _ in self.input_names)
-        return signals + tuple(self.initial_state())
+        return signals + tuple(self.init_state())
 
 
 class ConvTasNetStream(StreamGraph):
     """One block of a causal Conv-TasNet: ``(block [1, n], enc [1, L-S], norm states…,
     histories…, dec [1, C, L-S]) -> (out [1, C, n], new states…)``.
 
-    The same steps as :class:`~audiomask.streaming.stateful.StreamingSession`: the conv
+    The same steps as the model's own streaming step (:meth:`~audiomask.models.base.EncoderMaskerDecoder.step`): the conv
     encoder's step, :func:`~audiomask.maskers.tcn.stream_step.tcn_step` with histories of exactly
     ``(P-1)·d`` frames, the decoder's step. Needs ``n`` a multiple of the hop ``S`` and
     ``L = 2·S`` with the centred framing, so that every state keeps its shape; the first
@@ -146,7 +147,7 @@ class ConvTasNetStream(StreamGraph):
                                            if self.has_norm_state else [])
                             + [f"history_{i}" for i in range(len(self.contexts))] + ["decoder"])
 
-    def initial_state(self) -> List[Tensor]:
+    def init_state(self) -> List[Tensor]:
         enc = self.model.encoder
         states = [torch.zeros(1, enc.kernel_size - enc.stride)]
         if self.has_norm_state:
@@ -171,8 +172,9 @@ class ConvTasNetStream(StreamGraph):
                   for i, w in enumerate(self.blocks)]
         masks, norm_states, buffers, _ = tcn_step(
             rep, head, blocks, self.norm, model.n_src, model.masker.mask_act, list(norm_states), list(buffers), [])
-        out, tail = model.decoder.step(model.apply_masks(rep, masks), tail)
-        return (out, pending, *(norm_states if n_norm else []), *buffers, tail)
+        # the decoder's state without a left padding to drop: the graph's caller discards it
+        out, dec = model.decoder.step(model.apply_masks(rep, masks), ConvDecoderState(tail, 0))
+        return (out, pending, *(norm_states if n_norm else []), *buffers, dec.tail)
 
 
 class AECStream(StreamGraph):
@@ -182,7 +184,7 @@ class AECStream(StreamGraph):
 
     The STFT frames complete in the block, the masker's step (each causal conv with its
     history), the overlap-add of the inverse transform — what
-    :class:`~audiomask.streaming.aec.AECStreamingSession` does. Needs zero padding, ``hop =
+    :meth:`D3NetAEC.step <audiomask.models.aec.D3NetAEC.step>` does. Needs zero padding, ``hop =
     n_fft / 2`` and ``n`` a multiple of the hop; the first ``n_fft / 2`` output samples are the
     STFT's left padding (``discard``).
     """
@@ -210,7 +212,7 @@ class AECStream(StreamGraph):
         self.state_names = (["mic_stft", "far_stft"] + [f"history_{i}" for i in range(len(self.history_shapes))]
                             + ["overlap_add", "window_sum"])
 
-    def initial_state(self) -> List[Tensor]:
+    def init_state(self) -> List[Tensor]:
         return ([torch.zeros(1, self.overlap), torch.zeros(1, self.overlap)]
                 + [torch.zeros(shape) for shape in self.history_shapes]
                 + [torch.zeros(1, 1, self.overlap), torch.zeros(self.overlap)])
@@ -254,23 +256,23 @@ def _rebuild(structure: Any, leaves: List[Tensor]) -> Any:
 # -- tracing mode --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def tracing_mode() -> Iterator[None]:
-    """What exporting needs switched for the duration: the optional C kernels off (a graph
-    can only hold PyTorch ops); TIGER's adaptive average pooling — whose output size is a
+    """What exporting needs switched for the duration: plain PyTorch (``reference`` mode of
+    :mod:`audiomask.accel`: a graph can only hold PyTorch ops); TIGER's adaptive average pooling — whose output size is a
     plain ``int`` argument, so tracing it fixes the input length — computed from a cumulative
     sum, which keeps the length symbolic (the same numbers, to float rounding); and the global
     layer norm's statistics summed per channel first (:func:`_graph_global_norm`)."""
-    from audiomask import native
+    from audiomask import accel
     from audiomask.nn import multiscale
     from audiomask.nn.norms import GlobalLayerNorm
 
-    enabled, functional, gln = native.ENABLED, multiscale.F, GlobalLayerNorm.forward
-    native.ENABLED = False
+    functional, gln = multiscale.F, GlobalLayerNorm.forward
     multiscale.F = _TraceableFunctional()
     GlobalLayerNorm.forward = _graph_global_norm
     try:
-        yield
+        with accel.force("reference"):
+            yield
     finally:
-        native.ENABLED, multiscale.F, GlobalLayerNorm.forward = enabled, functional, gln
+        multiscale.F, GlobalLayerNorm.forward = functional, gln
 
 
 def _graph_global_norm(self: nn.GroupNorm, x: Tensor) -> Tensor:

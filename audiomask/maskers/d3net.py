@@ -203,7 +203,7 @@ class D3NetAECMasker(nn.Module):
         ctx = self.in_conv.context + self.echo_head.conv.context
         return 1 + ctx + sum(block.receptive_field - 1 for block in self.blocks)
 
-    def initial_state(self, batch: int = 1, device: torch.device | None = None) -> State:
+    def init_state(self, batch: int = 1, device: torch.device | None = None) -> State:
         """A fresh stream: no history yet (every conv starts from its zero left padding)."""
         return None
 

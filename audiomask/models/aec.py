@@ -30,7 +30,7 @@ from torch import Tensor
 
 from audiomask.filterbanks import ISTFTDecoder, STFTEncoder
 from audiomask.maskers.d3net import D3NetAECMasker
-from audiomask.models.base import EncoderMaskerDecoder
+from audiomask.models.base import EncoderMaskerDecoder, StreamState
 from audiomask.models.registry import register_model
 
 OUTPUTS = ("near_end", "echo", "noise")
@@ -152,15 +152,37 @@ class D3NetAEC(EncoderMaskerDecoder):
             est = est[:, 0]
         return est[0] if unbatched else est
 
-    # -- streaming ------------------------------------------------------------------------
+    # -- streaming: two inputs, the base class's fold -------------------------------------
+    stream_inputs = ("microphone block", "far-end block")
+
+    def init_state(self, batch: int = 1, device: torch.device | None = None,
+                   return_all: bool = False) -> StreamState:
+        """A fresh stream (see :meth:`EncoderMaskerDecoder.init_state`); with ``return_all``
+        it gives near-end, echo and noise. Needs ``eval()`` (batch norm's running statistics)."""
+        if self.training:
+            raise ValueError("streaming needs the model in eval mode (batch norm uses its running "
+                             "statistics there): call model.eval() first")
+        state = super().init_state(batch, device)
+        state.decoder = self.decoder.init_state((batch, 3 if return_all else 1), device)
+        state.options["return_all"] = return_all
+        return state
+
+    def _stream_masked(self, reps: list[Tensor], masks: Tensor, state: StreamState) -> Tensor:
+        return self.apply_masks(reps[0], masks, state.options["return_all"])
+
+    def _stream_out(self, wav: Tensor, state: StreamState) -> Tensor:
+        """``[B, m]`` (near-end), or ``[B, 3, m]`` with ``return_all``."""
+        return wav if state.options["return_all"] else wav[:, 0]
+
     def stream(self, batch: int = 1, return_all: bool = False, sample_rate: int | None = None,
                nonfinite: str = "error"):
         """An exact stateful stream: ``process(mic_block, far_block)``, then ``flush()``.
         ``sample_rate`` and ``nonfinite`` as for separators' ``stream()``.
-        See :class:`audiomask.streaming.aec.AECStreamingSession`."""
-        from audiomask.streaming.aec import AECStreamingSession
+        See :class:`audiomask.streaming.StreamingSession`."""
+        from audiomask.streaming import StreamingSession
 
-        return AECStreamingSession(self.eval(), batch, return_all, sample_rate=sample_rate, nonfinite=nonfinite)
+        return StreamingSession(self.eval(), batch, sample_rate=sample_rate, nonfinite=nonfinite,
+                                return_all=return_all)
 
 
 def check_pair(mic: Tensor, far_end: Tensor | None, name: str = "aec") -> tuple[Tensor, Tensor, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -100,7 +100,66 @@ class EncoderMaskerDecoder(nn.Module):
         est = self.decode(self.apply_masks(rep, self.estimate_masks(rep)), wav.shape[-1])
         return est[0] if unbatched else est
 
-    # -- streaming ----------------------------------------------------------------------
+    # -- streaming: the layers' init_state / step / flush, folded ----------------------------
+    #: the signals a streaming step takes, one block of each (names for error messages)
+    stream_inputs: ClassVar[tuple[str, ...]] = ("block",)
+
+    def init_state(self, batch: int = 1, device: torch.device | None = None) -> "StreamState":
+        """A fresh stream of ``batch`` signals: each layer's :meth:`init_state`. Needs a causal
+        model whose encoder, masker and decoder all stream."""
+        if not self.causal:
+            raise ValueError(f"{self.name} is not causal: exact streaming needs a causal model "
+                             "(use chunked inference for non-causal ones)")
+        for part in (self.encoder, self.masker, self.decoder):
+            if not hasattr(part, "step"):
+                raise ValueError(f"{type(part).__name__} has no streaming step")
+        return StreamState([self.encoder.init_state(batch, device) for _ in self.stream_inputs],
+                           self.masker.init_state(batch, device),
+                           self.decoder.init_state((batch, self.n_src), device))
+
+    def step(self, blocks: Sequence[torch.Tensor], state: "StreamState") -> tuple[torch.Tensor, "StreamState"]:
+        """The next blocks (one ``[B, n]`` per :attr:`stream_inputs`, equal lengths) through
+        encoder, masker and decoder: the output samples that are final so far, ``[B, n_src,
+        m]``. All outputs of a stream, with :meth:`flush`'s, equal the offline forward pass."""
+        reps = []
+        for i, wav in enumerate(blocks):
+            rep, state.encoders[i] = self.encoder.step(wav, state.encoders[i])
+            reps.append(rep)
+        state.received += blocks[0].shape[-1]
+        return self._decode_step(reps, state), state
+
+    def flush(self, state: "StreamState") -> tuple[torch.Tensor, "StreamState"]:
+        """The end of the stream, as the offline pass ends a signal: the encoder's right
+        padding, the decoder's last samples; all outputs then have the input's length."""
+        length, before = state.received, state.emitted
+        reps = []
+        for i in range(len(state.encoders)):
+            rep, state.encoders[i] = self.encoder.flush(state.encoders[i], length)
+            reps.append(rep)
+        wav = self._decode_step(reps, state)
+        rest, state.decoder = self.decoder.flush(state.decoder, length)
+        wav = torch.cat([wav, self._stream_out(rest, state)], dim=-1)[..., : length - before]
+        state.emitted = before + wav.shape[-1]
+        return wav, state
+
+    def _decode_step(self, reps: list[torch.Tensor], state: "StreamState") -> torch.Tensor:
+        if reps[0].shape[-1] == 0:  # no new frame: the decoder gives no samples
+            masked = reps[0].unsqueeze(1)
+        else:
+            masks, state.masker = self.masker.step(*reps, state.masker)
+            masked = self._stream_masked(reps, masks, state)
+        wav, state.decoder = self.decoder.step(masked, state.decoder)
+        state.emitted += wav.shape[-1]
+        return self._stream_out(wav, state)
+
+    def _stream_masked(self, reps: list[torch.Tensor], masks: torch.Tensor, state: "StreamState") -> torch.Tensor:
+        """What the decoder steps on: :meth:`apply_masks` of the first input's frames."""
+        return self.apply_masks(reps[0], masks)
+
+    def _stream_out(self, wav: torch.Tensor, state: "StreamState") -> torch.Tensor:
+        """The decoder's samples as the stream gives them (here: as they are)."""
+        return wav
+
     def stream(self, batch: int = 1, sample_rate: int | None = None, nonfinite: str = "error"):
         """An exact stateful stream through this (causal) model: ``process(block)``, ``flush()``.
         ``sample_rate``: the blocks' rate, refused unless it is the model's; ``nonfinite``:
@@ -119,6 +178,27 @@ class EncoderMaskerDecoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, sample_rate={self.sample_rate}, n_src={self.n_src}"
+
+
+@dataclasses.dataclass
+class StreamState:
+    """A model's stream state: each layer's own, and the samples in and out so far.
+
+    Attributes:
+        encoders: the encoder's state for each input signal (:attr:`~EncoderMaskerDecoder.stream_inputs`).
+        masker: the masker's state.
+        decoder: the decoder's state.
+        received: input samples per signal so far.
+        emitted: output samples per signal so far.
+        options: model-specific choices fixed for the stream (e.g. an echo canceller's ``return_all``).
+    """
+
+    encoders: list
+    masker: Any
+    decoder: Any
+    received: int = 0
+    emitted: int = 0
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def as_batch(mix: torch.Tensor) -> tuple[torch.Tensor, bool]:

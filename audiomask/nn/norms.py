@@ -77,13 +77,13 @@ class CumulativeLayerNorm(_ChannelAffineNorm):
 
     causal = True
 
-    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+    def init_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """Streaming state ``[B, 3]`` (float64): Σx, Σx² and the number of values summed
         (frames × channels)."""
         return torch.zeros(batch, 3, dtype=torch.float64, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.step(x, self.initial_state(x.shape[0], x.device))[0]
+        return self.step(x, self.init_state(x.shape[0], x.device))[0]
 
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise the next frames ``x [B, C, F]`` given the sums of all earlier frames."""
@@ -140,7 +140,7 @@ class ChannelLayerNorm(_ChannelAffineNorm):
 
     causal = True
 
-    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+    def init_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """No memory: an empty state, so every causal norm has the same streaming interface."""
         return torch.zeros(batch, 0, device=device)
 

@@ -7,24 +7,25 @@ compiler emits for linear layers on CPU — runs Conv-TasNet's 1×1 convs (``[40
 [128, 512]``, ``[4000, 512] × [512, 256]``) at 400–500 GFLOP/s on the same cores. Its
 ``binary`` variant adds a tensor to the product in the same pass (``x Wᵀ + other``).
 
-:data:`ENABLED` is decided on first use by a probe (the op exists, this build has oneDNN, and it
-agrees with ``F.linear``); otherwise, or with ``AUDIOMASK_NO_ONEDNN=1``, the functions fall back
-to ``F.linear``. No autograd: callers use them under ``no_grad``/``inference_mode``.
+:func:`enabled` decides: a probe on first use (the op exists, this build has oneDNN, and it
+agrees with ``F.linear``), and the acceleration mode (:mod:`audiomask.accel`) not
+``reference``; otherwise the functions are ``F.linear`` and ``addmm``. No autograd: callers use them under ``no_grad``/``inference_mode``.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: ``None`` until the first call probes the op; tests set it to compare both paths
-ENABLED: bool | None = None if os.environ.get("AUDIOMASK_NO_ONEDNN") != "1" else False
+from audiomask import accel
 
 
-def _probe() -> bool:
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """Whether the op exists here and agrees with ``F.linear`` (probed once)."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
         if not torch.backends.mkldnn.is_available():
@@ -40,11 +41,8 @@ def _probe() -> bool:
 
 
 def enabled() -> bool:
-    """Whether the oneDNN ops are used (probed once)."""
-    global ENABLED
-    if ENABLED is None:
-        ENABLED = _probe()
-    return ENABLED
+    """Whether the oneDNN ops are used: :func:`available` and not in ``reference`` mode."""
+    return accel.accelerated() and available()
 
 
 def _usable(x: Tensor) -> bool:

@@ -23,7 +23,7 @@ span by span before each span's pass 4.
 
 The input gLN is folded into the bottleneck the same way. Outputs equal the module's forward
 to float32 rounding (tests: ≤ 1e-5 relative). Used by :class:`~audiomask.maskers.tcn.TCNMasker`
-when :func:`~audiomask.maskers.tcn.paths.select_path` says so; ``AUDIOMASK_NO_NATIVE=1`` (no C kernels) turns it off.
+when :func:`~audiomask.maskers.tcn.paths.select_path` says so; ``AUDIOMASK_KERNELS=reference`` turns it off.
 """
 
 from __future__ import annotations

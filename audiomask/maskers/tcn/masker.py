@@ -20,13 +20,11 @@ from torch import nn
 from audiomask import kernels
 from audiomask.maskers.tcn import cpu_inference, cpu_training
 from audiomask.maskers.tcn.paths import select_path
-from audiomask.maskers.tcn.stream_step import activate_masks, tcn_step
+from audiomask.maskers.tcn.stream_step import tcn_step
 from audiomask.maskers.tcn.stream_step_c import NativeStreamPlan, native_step
-from audiomask.maskers.tcn.weights import block_weights, head_weights
+from audiomask.maskers.tcn.weights import MASK_ACTIVATIONS, activate_masks, block_weights, head_weights
 from audiomask.nn.history import history_buffer
 from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
-
-MASK_ACTIVATIONS = ("sigmoid", "relu", "softmax", "linear")
 
 
 class DepthwiseTCNBlock(nn.Module):
@@ -63,8 +61,6 @@ class DepthwiseTCNBlock(nn.Module):
         return (self.context, 0) if self.causal else (self.context // 2, self.context // 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if kernels.use_triton(x):  # CUDA: fused Triton kernels, same math (audiomask.kernels)
-            return kernels.tcn_block_forward(self, x)
         y = self.in_norm(self.in_act(self.in_conv(x)))
         y = self.dw_norm(self.dw_act(self.dw_conv(F.pad(y, self.dw_padding()))))
         skip = self.skip_conv(y) if self.skip_conv is not None else None
@@ -118,15 +114,16 @@ class TCNMasker(nn.Module):
             return self._activate(scores.view(rep.shape[0], -1, self.n_src, self.in_chan).permute(0, 2, 3, 1))
         if path == "cpu_training":  # same gradients, ~10x less memory
             return self._masks(cpu_training.tcn_features(self, rep), rep.shape)
-        return self._masks(self.module_features(rep), rep.shape)
+        return self._masks(self.module_features(rep, triton=path == "triton"), rep.shape)
 
-    def module_features(self, rep: torch.Tensor) -> torch.Tensor:
+    def module_features(self, rep: torch.Tensor, triton: bool = False) -> torch.Tensor:
         """The TCN's output features through its modules (autograd): the skip sum, or the last
-        block's output without skip connections; ``[B, N, K]`` → ``[B, Sc or Bc, K]``."""
+        block's output without skip connections; ``[B, N, K]`` → ``[B, Sc or Bc, K]``. With
+        ``triton``, each block runs on the fused kernels (:func:`audiomask.kernels.tcn_block_forward`)."""
         x = self.bottleneck(self.input_norm(rep))
         skip_sum = None
         for block in self.blocks:
-            residual, skip = block(x)
+            residual, skip = kernels.tcn_block_forward(block, x) if triton else block(x)
             x = x + residual
             if skip is not None:
                 skip_sum = skip if skip_sum is None else skip_sum + skip
@@ -154,7 +151,7 @@ class TCNMasker(nn.Module):
         return {k: torch.zeros_like(v) if k.startswith(tuple(zeroed)) else v for k, v in {**own, **state}.items()}
 
     # -- streaming (causal TCNs) ----------------------------------------------------------
-    def initial_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":
+    def init_state(self, batch: int, device: torch.device | None = None) -> "TCNStreamState":
         """Streaming state of a causal TCN (see :mod:`audiomask.maskers.tcn.stream_step`)."""
         if not self.causal:
             raise ValueError("only a causal TCN can stream exactly; use chunked inference")
@@ -192,12 +189,12 @@ class TCNStreamState:
         self.head = head_weights(masker)
         self.blocks = [block_weights(b) for b in masker.blocks]
         self.buffers, self.ends = [], []
-        self.norm_states = [masker.input_norm.initial_state(batch, device)]
+        self.norm_states = [masker.input_norm.init_state(batch, device)]
         for b in masker.blocks:
             buffer, end = history_buffer(batch, b.context, b.dw_conv.in_channels, device)
             self.buffers.append(buffer)
             self.ends.append(end)
-            self.norm_states += [b.in_norm.initial_state(batch, device), b.dw_norm.initial_state(batch, device)]
+            self.norm_states += [b.in_norm.init_state(batch, device), b.dw_norm.init_state(batch, device)]
         applies = NativeStreamPlan.applies(self.norm, self.head, self.blocks)
         self.native = (NativeStreamPlan(self.head, self.blocks, self.norm_states, self.buffers, self.ends)
                        if applies else None)

@@ -2,16 +2,18 @@
 
 * ``"cpu_inference"`` (:mod:`.cpu_inference`): no gradient wanted, on the CPU;
 * ``"cpu_training"`` (:mod:`.cpu_training`): gradients wanted, on the CPU;
+* ``"triton"``: CUDA tensors (:func:`audiomask.kernels.use_triton`) — the modules'
+  computation with each block on the fused Triton kernels
+  (:func:`audiomask.kernels.tcn_block_forward`; per op, the kernel policy may still keep the
+  PyTorch reference where it measured it faster);
 * ``"modules"`` (:meth:`TCNMasker.module_features <.masker.TCNMasker.module_features>`):
-  everything else — causal or non-gLN TCNs, CPUs without AVX-512, other devices and dtypes,
-  PReLUs with a slope per channel, no C kernels (``AUDIOMASK_NO_NATIVE=1``),
-  ``AUDIOMASK_KERNELS=reference``. The
-  modules themselves use the Triton kernels on CUDA where the policy says so
-  (:func:`audiomask.kernels.tcn_block_forward`).
+  everything else — causal or non-gLN TCNs on the CPU, CPUs without AVX-512, other dtypes,
+  PReLUs with a slope per channel, no C kernels built,
+  ``AUDIOMASK_KERNELS=reference`` (:mod:`audiomask.accel`).
 
 Both CPU paths need the same thing of a masker (:func:`cpu_fusable`): a non-causal gLN TCN
 with one PReLU slope per activation, float32 CPU input, and the C kernels built; and they run
-only where :func:`audiomask.kernels.fuse_on_cpu` says so (a rule on the CPU's capability,
+only where :func:`audiomask.accel.fuse_on_cpu` says so (a rule on the CPU's capability,
 never a timing, so that two runs of one seed take the same path). Streaming
 (causal TCNs) has its own step (:mod:`.stream_step`, :mod:`.stream_step_c`).
 """
@@ -21,29 +23,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from audiomask import kernels, native
+from audiomask import accel, kernels, native
 from audiomask.nn.norms import GlobalLayerNorm
 
-PATHS = ("cpu_inference", "cpu_training", "modules")
+PATHS = ("cpu_inference", "cpu_training", "triton", "modules")
 
 
 def cpu_fusable(masker, x: Tensor) -> bool:
     """Whether the C-kernel paths can compute ``masker`` on ``x`` (a representation or the
     waveform it comes from: only its device and dtype are read)."""
-    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.ENABLED
+    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.enabled()
             and x.device.type == "cpu" and x.dtype == torch.float32
             and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1 for b in masker.blocks))
 
 
 def runs_cpu_inference(masker, x: Tensor) -> bool:
     """Whether a call on ``x`` now takes ``"cpu_inference"`` (no gradient wanted, fusable)."""
-    return not torch.is_grad_enabled() and cpu_fusable(masker, x) and kernels.fuse_on_cpu()
+    return not torch.is_grad_enabled() and cpu_fusable(masker, x) and accel.fuse_on_cpu()
 
 
 def select_path(masker, rep: Tensor) -> str:
     """The implementation (one of :data:`PATHS`) that computes ``masker(rep)`` now."""
     if runs_cpu_inference(masker, rep):
         return "cpu_inference"
-    if cpu_fusable(masker, rep) and kernels.fuse_on_cpu():
+    if cpu_fusable(masker, rep) and accel.fuse_on_cpu():
         return "cpu_training"
+    if kernels.use_triton(rep):
+        return "triton"
     return "modules"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, activate_masks
 from audiomask.nn.history import history_push
 from audiomask.nn.norms import causal_norm_channels_last
 
@@ -77,16 +77,3 @@ def tcn_step(rep: Tensor, head: HeadWeights, blocks: List[BlockWeights], norm: s
     batch, frames, n_filters = rep.shape[0], rep.shape[2], rep.shape[1]
     scores = scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1)
     return activate_masks(scores, mask_act), norm_states, buffers, ends
-
-
-def activate_masks(scores: Tensor, mask_act: str) -> Tensor:
-    """The TCN's mask activation on scores with the source axis at dim 1 (``[B, C, N, F]`` or
-    frames-major ``[T, C, N]``): ``"sigmoid"``, ``"relu"``, ``"softmax"`` across sources, or
-    ``"linear"``."""
-    if mask_act == "sigmoid":
-        return torch.sigmoid(scores)
-    if mask_act == "relu":
-        return F.relu(scores)
-    if mask_act == "softmax":
-        return torch.softmax(scores, dim=1)
-    return scores

@@ -23,8 +23,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn.history import history_grow
-from audiomask.maskers.tcn.stream_step import activate_masks
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, activate_masks
 
 
 class NativeStreamPlan:
@@ -65,7 +64,7 @@ class NativeStreamPlan:
     def applies(norm: str, head: HeadWeights, blocks: list[BlockWeights]) -> bool:
         """cLN, kernels built, float32 CPU weights, one-slope PReLUs, at least one block, and
         hidden and residual + skip widths that are multiples of 16 (the kernel's panels)."""
-        return (norm == "cLN" and native.ENABLED and len(blocks) > 0 and head.norm_w.device.type == "cpu"
+        return (norm == "cLN" and native.enabled() and len(blocks) > 0 and head.norm_w.device.type == "cpu"
                 and head.norm_w.dtype == torch.float32 and blocks[0].w_in.shape[0] % 16 == 0
                 and blocks[0].w_out.shape[0] % 16 == 0
                 and all(w.a1.numel() == 1 and w.a2.numel() == 1 for w in blocks))

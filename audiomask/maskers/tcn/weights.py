@@ -8,7 +8,8 @@ into them), the CPU training path (:mod:`.cpu_training`), the streaming steps
 (:mod:`.stream_step`, :mod:`.stream_step_c`) and the exported streaming graph
 (:mod:`audiomask.export.graphs`) all start from these. The tensors are views of (or, for the
 stacked output convs and the transposed taps, differentiable functions of) the parameters,
-so gradients reach the modules.
+so gradients reach the modules. :func:`activate_masks`, the head's last step, is here for the
+same reason: every path applies it.
 
 Symbols: B (bottleneck), H (block channels), Sc (skip channels, 0 without skips), P (taps),
 d (dilation), N (encoder filters), C (sources).
@@ -19,7 +20,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+#: the mask activations a TCN masker offers (:func:`activate_masks`)
+MASK_ACTIVATIONS = ("sigmoid", "relu", "softmax", "linear")
 
 
 class BlockWeights(NamedTuple):
@@ -91,3 +96,16 @@ def head_weights(masker) -> HeadWeights:
     return HeadWeights(norm_w=norm.weight, norm_b=norm.bias, w_bn=masker.bottleneck.weight[:, :, 0],
                        b_bn=masker.bottleneck.bias, slope=masker.out_act.weight,
                        w_mask=masker.out_conv.weight[:, :, 0], b_mask=masker.out_conv.bias, eps=float(norm.eps))
+
+
+def activate_masks(scores: Tensor, mask_act: str) -> Tensor:
+    """The TCN's mask activation on scores with the source axis at dim 1 (``[B, C, N, F]`` or
+    frames-major ``[T, C, N]``): ``"sigmoid"``, ``"relu"``, ``"softmax"`` across sources, or
+    ``"linear"``."""
+    if mask_act == "sigmoid":
+        return torch.sigmoid(scores)
+    if mask_act == "relu":
+        return F.relu(scores)
+    if mask_act == "softmax":
+        return torch.softmax(scores, dim=1)
+    return scores

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "_native.h"
+#include "native.h"
 
 typedef struct {
     const float *w_in;      /* the 1×1 conv Bn → H, transposed and packed: [H/16, Bn, 16] */

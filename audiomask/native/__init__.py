@@ -1,4 +1,4 @@
-"""Optional C kernels (``audiomask/_native*.c``), through ctypes.
+"""Optional C kernels (``audiomask/native/*.c``, built as ``audiomask.native._lib``), through ctypes.
 
 - Streaming a causal model processes a few frames per call, where the fixed cost of each
   PyTorch op dominates: a cumulative layer norm step (:func:`cln_step`), a causal depthwise
@@ -8,70 +8,76 @@
   passes here, on PyTorch's OpenMP threads.
 
 The extension is built at install time when a C compiler is present (``setup.py``, optional);
-:data:`ENABLED` is ``False`` without it, or with ``AUDIOMASK_NO_NATIVE=1``, and callers then
-run the PyTorch ops. Results agree to float32 rounding.
+:data:`BUILT` says whether it loaded; :func:`enabled` whether it is used — built, and the
+acceleration mode (:mod:`audiomask.accel`, ``AUDIOMASK_KERNELS``) not ``reference``; callers
+otherwise run the PyTorch ops. Results agree to float32 rounding.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-import os
 
 import torch
 
-_LIB = None
-if os.environ.get("AUDIOMASK_NO_NATIVE") != "1":
-    _spec = importlib.util.find_spec("audiomask._native")
-    if _spec is not None and _spec.origin:
-        try:
-            _LIB = ctypes.CDLL(_spec.origin)
-            _cln = _LIB.am_cln_step_f32
-            _cln.argtypes = ([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
-                             + [ctypes.c_double, ctypes.c_int32, ctypes.c_float])
-            _cln.restype = None
-            _dw = _LIB.am_dwconv_f32
-            _dw.argtypes = ([ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3
-                            + [ctypes.c_int64] * 5)
-            _dw.restype = None
-            _stats = _LIB.am_prelu_stats_f32
-            _stats.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int32,
-                                                                          ctypes.c_void_p])
-            _stats.restype = ctypes.c_int
-            _ndw = _LIB.am_norm_dwconv_prelu_f32
-            _ndw.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_float]
-                             + [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
-                             + [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                ctypes.c_int32, ctypes.c_void_p])
-            _ndw.restype = ctypes.c_int
-            _P, _I, _F, _T = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int32
-            _bsums = _LIB.am_gln_bwd_sums_f32
-            _bsums.argtypes = [_P, _P, _I, _I, _F, _F, _F, _T, _P]
-            _bdw = _LIB.am_dwconv_bwd_f32
-            _bdw.argtypes = [_P, _P, _P, _I, _I, _F, _P, _P, _P, _I, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
-            _bdwin = _LIB.am_dwconv_bwd_input_f32
-            _bdwin.argtypes = [_P, _P, _I, _I, _F, _F, _F, _P, _I, _I, _I, _P, _T, _P]
-            _bgln = _LIB.am_gln_prelu_bwd_f32
-            _bgln.argtypes = [_P, _P, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
-            for _f in (_bsums, _bdw, _bdwin, _bgln):
-                _f.restype = ctypes.c_int
-            _tcn = _LIB.am_tcn_stream_f32
-            _tcn.argtypes = [_P, _I, _P, _I, _I, _I, _I, _I, ctypes.c_double, _P, _P, _T]
-            _tcn.restype = ctypes.c_int
-            _posix = _LIB.am_team_posix_threads
-            _posix.argtypes = [_T]
-            _posix.restype = None
-        except (OSError, AttributeError):
-            _LIB = None
+from audiomask import accel
 
-#: whether the compiled kernels are used (tests switch it off to compare with the PyTorch ops)
-ENABLED = _LIB is not None
+_LIB = None
+_spec = importlib.util.find_spec("audiomask.native._lib")
+if _spec is not None and _spec.origin:
+    try:
+        _LIB = ctypes.CDLL(_spec.origin)
+        _cln = _LIB.am_cln_step_f32
+        _cln.argtypes = ([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
+                         + [ctypes.c_double, ctypes.c_int32, ctypes.c_float])
+        _cln.restype = None
+        _dw = _LIB.am_dwconv_f32
+        _dw.argtypes = ([ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3
+                        + [ctypes.c_int64] * 5)
+        _dw.restype = None
+        _stats = _LIB.am_prelu_stats_f32
+        _stats.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int32,
+                                                                      ctypes.c_void_p])
+        _stats.restype = ctypes.c_int
+        _ndw = _LIB.am_norm_dwconv_prelu_f32
+        _ndw.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_float]
+                         + [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
+                         + [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_int32, ctypes.c_void_p])
+        _ndw.restype = ctypes.c_int
+        _P, _I, _F, _T = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int32
+        _bsums = _LIB.am_gln_bwd_sums_f32
+        _bsums.argtypes = [_P, _P, _I, _I, _F, _F, _F, _T, _P]
+        _bdw = _LIB.am_dwconv_bwd_f32
+        _bdw.argtypes = [_P, _P, _P, _I, _I, _F, _P, _P, _P, _I, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
+        _bdwin = _LIB.am_dwconv_bwd_input_f32
+        _bdwin.argtypes = [_P, _P, _I, _I, _F, _F, _F, _P, _I, _I, _I, _P, _T, _P]
+        _bgln = _LIB.am_gln_prelu_bwd_f32
+        _bgln.argtypes = [_P, _P, _I, _I, _F, _P, _F, _F, _F, _F, _P, _T, _P]
+        for _f in (_bsums, _bdw, _bdwin, _bgln):
+            _f.restype = ctypes.c_int
+        _tcn = _LIB.am_tcn_stream_f32
+        _tcn.argtypes = [_P, _I, _P, _I, _I, _I, _I, _I, ctypes.c_double, _P, _P, _T]
+        _tcn.restype = ctypes.c_int
+        _posix = _LIB.am_team_posix_threads
+        _posix.argtypes = [_T]
+        _posix.restype = None
+    except (OSError, AttributeError):
+        _LIB = None
+
+#: whether the compiled kernels loaded
+BUILT = _LIB is not None
+
+
+def enabled() -> bool:
+    """Whether the compiled kernels are used: :data:`BUILT` and not in ``reference`` mode."""
+    return BUILT and accel.accelerated()
 
 
 def can_cln_step(x: torch.Tensor, state: torch.Tensor) -> bool:
     """Whether :func:`cln_step` applies: kernels built and enabled, float32 CPU frames-major
     ``x`` and float64 ``state``, both contiguous, and no gradient needed."""
-    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 3
+    return (enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 3
             and state.dtype == torch.float64 and x.is_contiguous() and state.is_contiguous()
             and not (torch.is_grad_enabled() and x.requires_grad))
 
@@ -91,7 +97,7 @@ def cln_step(x: torch.Tensor, state: torch.Tensor, weight: torch.Tensor, bias: t
 
 def can_dwconv(y: torch.Tensor) -> bool:
     """Whether :func:`dwconv` applies to the history view ``y`` (float32 CPU, rows contiguous)."""
-    return (ENABLED and y.device.type == "cpu" and y.dtype == torch.float32 and y.dim() == 3
+    return (enabled() and y.device.type == "cpu" and y.dtype == torch.float32 and y.dim() == 3
             and y.stride(2) == 1 and y.stride(1) == y.shape[2]
             and not (torch.is_grad_enabled() and y.requires_grad))
 
@@ -112,7 +118,7 @@ def dwconv(y: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, dilation: in
 def can_rows(x: torch.Tensor) -> bool:
     """Whether the row kernels below apply to ``x [T, H]``: kernels built and enabled, float32
     on the CPU, unit channel stride, no gradient needed."""
-    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
+    return (enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
             and x.stride(1) == 1 and not (torch.is_grad_enabled() and x.requires_grad))
 
 
@@ -148,10 +154,10 @@ def norm_dwconv_prelu(x: torch.Tensor, slope: float, scale: torch.Tensor, shift:
     return sums[0], sums[1]
 
 
-# -- backward of the middle of a gLN TCN block (see _native.c; one example, rows [T, H]) -----
+# -- backward of the middle of a gLN TCN block (see passes.c; one example, rows [T, H]) -----
 def _checked(status: int) -> None:
     if status != 0:
-        raise MemoryError("audiomask._native: could not allocate the kernel's accumulators")
+        raise MemoryError("audiomask.native: could not allocate the kernel's accumulators")
 
 
 def gln_bwd_sums(dm: torch.Tensor, v: torch.Tensor, a2: float, mu: float, r: float) -> torch.Tensor:
@@ -198,7 +204,7 @@ def gln_prelu_bwd(dn: torch.Tensor, h: torch.Tensor, a1: float, gamma: torch.Ten
 
 # -- streaming: every block of a causal (cLN) TCN in one call --------------------------------
 class TCNStreamBlock(ctypes.Structure):
-    """One block of :func:`tcn_stream` (``am_tcn_block`` in ``_native_tcn_stream.c``): pointers to
+    """One block of :func:`tcn_stream` (``am_tcn_block`` in ``tcn_stream.c``): pointers to
     its weights (1×1 weights transposed, k-major), its history buffer and its two norms' running
     sums, and the history's capacity/end/context in frames."""
 
@@ -219,7 +225,7 @@ def tcn_stream(blocks: ctypes.Array, acc: torch.Tensor, batch: int, frames: int,
     status = _tcn(ctypes.addressof(blocks), len(blocks), acc.data_ptr(), batch, frames, n_bn, hidden, width,
                   float(eps), h.data_ptr(), z.data_ptr(), torch.get_num_threads())
     if status != 0:
-        raise MemoryError("audiomask._native: a history buffer is too short, or no scratch memory")
+        raise MemoryError("audiomask.native: a history buffer is too short, or no scratch memory")
 
 
 def posix_threads(on: bool) -> None:

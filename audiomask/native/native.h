@@ -1,4 +1,4 @@
-/* Shared macros and helpers of audiomask's C kernels (_native.c, _native_tcn_stream.c). */
+/* Shared macros and helpers of audiomask's C kernels (passes.c, tcn_stream.c, team.c). */
 #ifndef AUDIOMASK_NATIVE_H
 #define AUDIOMASK_NATIVE_H
 
@@ -17,7 +17,7 @@
 #define AM_CLONES
 #endif
 
-/* A team of threads for one call (_native_team.c): fn(arg, id, T) on T threads. */
+/* A team of threads for one call (team.c): fn(arg, id, T) on T threads. */
 #define AM_MAX_TEAM 64
 typedef void (*am_team_fn)(void *arg, int id, int threads);
 void am_team_run(am_team_fn fn, void *arg, int threads);

@@ -12,7 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "_native.h"
+#include "native.h"
 
 typedef void (*am_gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
 static am_gomp_parallel_fn am_gomp_parallel;

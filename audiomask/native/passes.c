@@ -1,5 +1,5 @@
-/* audiomask._native: small CPU kernels for the streaming fast path, called through ctypes
- * (see audiomask/native.py). Built by setup.py as an optional extension: without a C compiler
+/* audiomask.native._lib: small CPU kernels (this file: the streaming cLN/depthwise steps and the gLN passes), called through ctypes
+ * (see audiomask/native/__init__.py). Built by setup.py as an optional extension: without a C compiler
  * the package installs without it and the same computations run as PyTorch ops.
  *
  * am_cln_step_f32: cumulative layer norm of the next F frames of a frames-major stream
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "_native.h"
+#include "native.h"
 
 AM_CLONES AM_EXPORT void am_cln_step_f32(const float *x, double *state, const float *weight,
                                          const float *bias, float *out, int64_t B, int64_t F, int64_t C,
@@ -383,7 +383,7 @@ AM_EXPORT int am_gln_prelu_bwd_f32(const float *dn, const float *h, int64_t T, i
     return am_parallel(am_gln_prelu_bwd_rows, &j, threads, 2 * H, acc);
 }
 
-static struct PyModuleDef native_module = {PyModuleDef_HEAD_INIT, "_native",
+static struct PyModuleDef native_module = {PyModuleDef_HEAD_INIT, "_lib",
                                            "CPU kernels of audiomask's streaming fast path (ctypes)", -1, NULL};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&native_module); }
+PyMODINIT_FUNC PyInit__lib(void) { return PyModule_Create(&native_module); }

@@ -1,189 +1,30 @@
-"""Encoders and decoders: waveform ⇄ representation with exact inverse framing.
+"""The short-time Fourier transform, in one place: offline, streaming and real-valued (export).
 
-Every encoder/decoder pair here satisfies ``decoder(encoder(x), length=x.shape[-1])`` having
-the input's length, for any input length ≥ 1.
-
-* :class:`ConvEncoder` / :class:`ConvDecoder` — the learned 1-D conv basis of TasNet
-  (``N`` filters of length ``L``, hop ``L/2``).
-* :class:`STFTEncoder` / :class:`ISTFTDecoder` — ``torch.stft``/``torch.istft``; the
-  representation is a complex tensor, masked with magnitude, real/imaginary or polar masks
-  (:func:`complex_mask`).
+* :class:`STFTEncoder` / :class:`ISTFTDecoder` — ``torch.stft``/``torch.istft`` (centred,
+  periodic window); the representation is a complex ``[..., F, frames]`` tensor
+  (``F = n_fft//2 + 1``), masked with magnitude, real/imaginary or polar masks
+  (:func:`complex_mask`). ``decoder(encoder(x), length=x.shape[-1])`` has the input's length.
+* Streaming: ``init_state`` / ``step`` / ``flush`` on both, frame by frame as samples
+  arrive (:class:`STFTStreamState`, :class:`ISTFTStreamState`), equal to the offline
+  transform's frames and samples.
+* Real-valued: ONNX has no complex type and neither PyTorch exporter turns complex tensors
+  into real pairs reliably, so exported graphs of STFT models (TIGER, the D3Net echo
+  canceller) use :class:`RealSTFT` (a strided convolution with the windowed DFT basis) and
+  :class:`RealISTFT` (a strided transposed convolution with the windowed inverse basis, then
+  the division by the summed squared window that ``torch.istft`` does). Spectra are real
+  ``[B, 2, F, frames]`` (real parts, imaginary parts — ``torch.view_as_real(spec).permute(0, 3,
+  1, 2)``), equal to the complex forms to float32 rounding (a DFT as a matrix product instead
+  of an FFT); tests compare them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-FRAMINGS = ("centered", "valid")
-
-
-class Framing:
-    """How a strided conv encoder pads a waveform of ``length`` samples, and how to undo it.
-
-    ``"centered"`` (the Conv-TasNet authors' ``pad_signal``): ``stride`` zeros on both sides
-    plus ``rest = L - (stride + length % L) % L`` zeros on the right, so every sample is seen
-    by ``L / stride`` frames. ``"valid"`` (Asteroid): no padding (right-padded to one frame if
-    shorter than ``L``); the decoder output is cut or zero-padded to ``length``.
-    """
-
-    def __init__(self, kernel_size: int, stride: int, mode: str = "centered") -> None:
-        if mode not in FRAMINGS:
-            raise ValueError(f"unknown framing {mode!r}; choose one of {FRAMINGS}")
-        if mode == "centered" and kernel_size % stride:
-            raise ValueError(
-                f"centered framing needs kernel_size ({kernel_size}) divisible by stride ({stride})"
-            )
-        self.kernel_size, self.stride, self.mode = kernel_size, stride, mode
-
-    def pads(self, length: int) -> tuple[int, int]:
-        """Zeros to add ``(left, right)`` to a waveform of ``length`` samples."""
-        L, S = self.kernel_size, self.stride
-        if self.mode == "valid":
-            return 0, max(0, L - length)
-        rest = L - (S + length % L) % L
-        return S, rest + S
-
-    def n_frames(self, length: int) -> int:
-        left, right = self.pads(length)
-        return (length + left + right - self.kernel_size) // self.stride + 1
-
-
-class ConvEncoder(nn.Module):
-    """Learned analysis filterbank (TasNet encoder): ``Conv1d(1 → N, kernel L, stride S)``.
-
-    Args:
-        n_filters: N, number of basis functions.
-        kernel_size: L, filter length in samples.
-        stride: hop between frames (default ``L // 2``).
-        framing: ``"centered"`` or ``"valid"``, see :class:`Framing`.
-        activation: ``None`` (Conv-TasNet) or ``"relu"`` (MossFormer, the original TasNet).
-
-    Shapes: ``[B, T]`` → ``[B, N, frames]``.
-    """
-
-    def __init__(
-        self,
-        n_filters: int,
-        kernel_size: int,
-        stride: int | None = None,
-        framing: str = "centered",
-        activation: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.n_filters, self.kernel_size = n_filters, kernel_size
-        self.stride = stride or kernel_size // 2
-        self.framing = Framing(kernel_size, self.stride, framing)
-        self.conv = nn.Conv1d(1, n_filters, kernel_size, stride=self.stride, bias=False)
-        if activation not in (None, "relu"):
-            raise ValueError(f"unknown encoder activation {activation!r}; use None or 'relu'")
-        self.activation = activation
-
-    @property
-    def hop(self) -> int:
-        return self.stride
-
-    @property
-    def win(self) -> int:
-        return self.kernel_size
-
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        left, right = self.framing.pads(wav.shape[-1])
-        return self._frames(F.pad(wav, (left, right)))
-
-    def _frames(self, padded: torch.Tensor) -> torch.Tensor:
-        rep = self.conv(padded.unsqueeze(1))
-        return F.relu(rep) if self.activation == "relu" else rep
-
-    def frames_major(self, wav: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """:meth:`forward` of one waveform ``[T]`` as frames-major ``[frames, N]`` (or its frames
-        ``start … stop − 1``): one matmul of the framed samples ``[frames, L]`` with the basis
-        ``[N, L]``."""
-        left, right = self.framing.pads(wav.shape[-1])
-        framed = F.pad(wav, (left, right)).unfold(-1, self.kernel_size, self.stride)[start:stop]
-        rep = F.linear(framed, self.conv.weight[:, 0])
-        return rep.relu_() if self.activation == "relu" else rep
-
-    # -- streaming -----------------------------------------------------------------------
-    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
-        """Samples not yet framed ``[B, pending]``; starts as the offline left padding."""
-        left = self.framing.pads(0)[0] if self.framing.mode == "centered" else 0
-        return torch.zeros(batch, left, device=device)
-
-    def step(self, wav: torch.Tensor, pending: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames completed by the new samples ``wav [B, n]``: ``[B, N, F]`` and the samples
-        still pending (fewer than ``L``, plus the ``L - S`` the next frame shares)."""
-        x = torch.cat([pending, wav], dim=-1)
-        n_frames = max(0, (x.shape[-1] - self.kernel_size) // self.stride + 1)
-        if n_frames == 0:
-            return x.new_zeros(x.shape[0], self.n_filters, 0), x
-        # a few frames: one matmul of the framed samples [B, F, L] with the basis [N, L]
-        rep = F.linear(x.unfold(-1, self.kernel_size, self.stride), self.conv.weight[:, 0]).transpose(1, 2)
-        rep = F.relu(rep) if self.activation == "relu" else rep
-        return rep, x[..., n_frames * self.stride :]
-
-
-class ConvDecoder(nn.Module):
-    """Learned synthesis filterbank: ``ConvTranspose1d(N → 1, kernel L, stride S)``, overlap-add.
-
-    Shapes: ``[..., N, frames]`` → ``[..., length]``; trims exactly the encoder's padding.
-    """
-
-    def __init__(self, n_filters: int, kernel_size: int, stride: int | None = None,
-                 framing: str = "centered") -> None:
-        super().__init__()
-        self.n_filters, self.kernel_size = n_filters, kernel_size
-        self.stride = stride or kernel_size // 2
-        self.framing = Framing(kernel_size, self.stride, framing)
-        self.conv = nn.ConvTranspose1d(n_filters, 1, kernel_size, stride=self.stride, bias=False)
-
-    def forward(self, rep: torch.Tensor, length: int) -> torch.Tensor:
-        lead = rep.shape[:-2]
-        wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).squeeze(1)
-        return self._crop(wav, length).reshape(*lead, length)
-
-    def decode_frames(self, frames: torch.Tensor, length: int) -> torch.Tensor:
-        """:meth:`forward` for synthesis frames already multiplied by the basis: ``frames
-        [..., F, L]`` (``rep`` frames-major ``@ weight[:, 0]``) → ``[..., length]``."""
-        return self._crop(self._overlap_add(frames), length)
-
-    def _crop(self, wav: torch.Tensor, length: int) -> torch.Tensor:
-        """Undo the encoder's padding: ``length`` samples of the overlap-added ``wav``."""
-        left = self.framing.pads(length)[0]
-        wav = wav[..., left : left + length]
-        # "valid" framing drops the incomplete last frame: zeros there (padding unconditionally,
-        # by 0 when nothing is missing, keeps traced and exported graphs right for every length)
-        wav = F.pad(wav, (0, length - wav.shape[-1]))
-        return wav
-
-    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
-        """``[..., F, L]`` → ``[..., (F - 1)·S + L]``: frame ``f`` added at sample ``f·S``."""
-        lead, n_frames = frames.shape[:-2], frames.shape[-2]
-        length = (n_frames - 1) * self.stride + self.kernel_size
-        wav = F.fold(frames.reshape(-1, n_frames, self.kernel_size).transpose(1, 2), (1, length),
-                     (1, self.kernel_size), stride=(1, self.stride))
-        return wav.reshape(*lead, length)
-
-    # -- streaming -----------------------------------------------------------------------
-    def initial_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
-        """Overlap-add tail ``[*lead, L - S]``: the part of the last frames that later frames
-        still add to."""
-        return torch.zeros(*lead, self.kernel_size - self.stride, device=device)
-
-    def step(self, rep: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Overlap-add the next frames ``rep [..., N, F]``: returns the ``F·S`` samples that are
-        now final and the new tail."""
-        n_frames = rep.shape[-1]
-        if n_frames == 0:
-            return tail[..., :0], tail
-        # a few frames: one matmul [.., F, N] @ [N, L] and an overlap-add (fold) of the frames
-        wav = self._overlap_add(torch.matmul(rep.transpose(-1, -2), self.conv.weight[:, 0]))
-        wav = torch.cat([wav[..., : tail.shape[-1]] + tail, wav[..., tail.shape[-1] :]], dim=-1)
-        done = n_frames * self.stride
-        return wav[..., :done], wav[..., done:]
+from torch import Tensor, nn
 
 
 class STFTEncoder(nn.Module):
@@ -232,8 +73,8 @@ class STFTEncoder(nn.Module):
     # of the signal padded by n_fft/2 on each side. A stream therefore emits frame f once the
     # samples up to f·hop + n_fft/2 - 1 have arrived (the STFT's look-ahead), builds the left
     # padding as soon as it is known (at once for zeros; after n_fft/2 + 1 samples for
-    # "reflect") and the right padding in :meth:`finish`, when the length is known.
-    def initial_state(self, batch: int, device: torch.device | None = None) -> "STFTStreamState":
+    # "reflect") and the right padding in :meth:`flush`, when the length is known.
+    def init_state(self, batch: int, device: torch.device | None = None) -> "STFTStreamState":
         """A fresh stream of ``batch`` signals (see :class:`STFTStreamState`)."""
         return STFTStreamState(torch.zeros(batch, 0, device=device))
 
@@ -251,9 +92,10 @@ class STFTEncoder(nn.Module):
             return self._no_frames(state), state
         return self._frames(state), state
 
-    def finish(self, state: "STFTStreamState") -> tuple[torch.Tensor, "STFTStreamState"]:
+    def flush(self, state: "STFTStreamState", length: int | None = None) -> tuple[torch.Tensor, "STFTStreamState"]:
         """The last frames, over the right padding the offline pass adds at the end; after
-        this the stream has given exactly ``received // hop + 1`` frames."""
+        this the stream has given exactly ``received // hop + 1`` frames. (``length``, the
+        stream's total, is part of the streaming protocol; the state counts it already.)"""
         half, length = self.n_fft // 2, state.received
         reflect = self.pad_mode == "reflect" and length > half  # forward() falls back to zeros
         if not state.started:
@@ -303,8 +145,7 @@ class STFTEncoder(nn.Module):
 
     def full_window(self) -> torch.Tensor:
         """The analysis window zero-padded (centred) to ``n_fft``, as ``torch.stft`` uses it."""
-        left = (self.n_fft - self.win_length) // 2
-        return F.pad(self.window, (left, self.n_fft - self.win_length - left))
+        return centred_window(self.window, self.n_fft)
 
 
 @dataclass
@@ -374,7 +215,7 @@ class ISTFTDecoder(nn.Module):
     # left padding. A sample is final once no later frame covers it: after frame f, every
     # sample before (f + 1)·hop. The stream keeps the rest (n_fft - hop samples) with its
     # window sum, so each block's samples equal the offline ones.
-    def initial_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> ISTFTStreamState:
+    def init_state(self, lead: tuple[int, ...], device: torch.device | None = None) -> ISTFTStreamState:
         """A fresh stream of signals with leading shape ``lead`` (e.g. ``(batch, n_src)``)."""
         tail = self.n_fft - self.hop_length
         return ISTFTStreamState(torch.zeros(*lead, tail, device=device), torch.zeros(tail, device=device),
@@ -397,7 +238,7 @@ class ISTFTDecoder(nn.Module):
         wav = torch.cat([wav[..., :tail] + state.ola, wav[..., tail:]], dim=-1)
         env = torch.cat([env[:tail] + state.env, env[tail:]])
         done = n_frames * hop
-        out = self._normalise(wav[..., :done], env[:done])
+        out = normalise(wav[..., :done], env[:done])
         state.ola, state.env = wav[..., done:], env[done:]
         if state.drop:
             k = min(state.drop, out.shape[-1])
@@ -405,10 +246,10 @@ class ISTFTDecoder(nn.Module):
         state.emitted += out.shape[-1]
         return out, state
 
-    def finish(self, state: ISTFTStreamState, length: int) -> tuple[torch.Tensor, ISTFTStreamState]:
+    def flush(self, state: ISTFTStreamState, length: int) -> tuple[torch.Tensor, ISTFTStreamState]:
         """The rest of a signal of ``length`` samples in all: the samples the last frames
         covered (zeros where no frame did, as ``torch.istft`` pads), cut at ``length``."""
-        out = self._normalise(state.ola, state.env)
+        out = normalise(state.ola, state.env)
         if state.drop:
             k = min(state.drop, out.shape[-1])
             out, state.drop = out[..., k:], state.drop - k
@@ -418,15 +259,9 @@ class ISTFTDecoder(nn.Module):
         state.ola, state.env = state.ola[..., :0], state.env[:0]
         return out, state
 
-    @staticmethod
-    def _normalise(wav: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        ok = env > 1e-11
-        return torch.where(ok, wav / torch.where(ok, env, torch.ones_like(env)), torch.zeros_like(wav))
-
     def full_window(self) -> torch.Tensor:
         """The synthesis window zero-padded (centred) to ``n_fft``, as ``torch.istft`` uses it."""
-        left = (self.n_fft - self.win_length) // 2
-        return F.pad(self.window, (left, self.n_fft - self.win_length - left))
+        return centred_window(self.window, self.n_fft)
 
 
 def complex_mask(mask: torch.Tensor, kind: str = "real_imag") -> torch.Tensor:
@@ -449,6 +284,12 @@ def complex_mask(mask: torch.Tensor, kind: str = "real_imag") -> torch.Tensor:
     raise ValueError(f"unknown mask kind {kind!r}; use 'magnitude', 'real_imag' or 'polar'")
 
 
+def centred_window(window: Tensor, n_fft: int) -> Tensor:
+    """``window`` zero-padded on both sides (centred) to ``n_fft`` samples, as ``torch.stft`` pads it."""
+    left = (n_fft - window.shape[-1]) // 2
+    return F.pad(window, (left, n_fft - window.shape[-1] - left))
+
+
 def make_window(name: str, length: int) -> torch.Tensor:
     """Periodic analysis window: ``"hann"`` or ``"sqrt_hann"``."""
     if name == "hann":
@@ -456,3 +297,93 @@ def make_window(name: str, length: int) -> torch.Tensor:
     if name == "sqrt_hann":
         return torch.hann_window(length, periodic=True).sqrt()
     raise ValueError(f"unknown window {name!r}; use 'hann' or 'sqrt_hann'")
+
+
+def dft_bases(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
+    """The analysis and synthesis kernels ``[2F, 1, n_fft]`` (``F = n_fft//2 + 1``; real rows
+    then imaginary rows), windowed by ``window`` (already zero-padded to ``n_fft``).
+
+    Analysis: ``X_k = Σ_t w_t x_t e^{-2πikt/n}``. Synthesis: ``torch.fft.irfft`` of a one-sided
+    spectrum times the window — bins 1 … F-2 count twice (their mirror images), the
+    imaginary parts of the DC and Nyquist bins are ignored, as ``irfft`` does.
+    """
+    n_bins = n_fft // 2 + 1
+    k = torch.arange(n_bins, dtype=torch.float64).unsqueeze(1)
+    t = torch.arange(n_fft, dtype=torch.float64).unsqueeze(0)
+    angle = 2 * math.pi * torch.remainder(k * t, n_fft) / n_fft  # remainder keeps the angle exact
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    w = window.to(torch.float64)
+    analysis = torch.cat([cos * w, -sin * w]).unsqueeze(1)
+    weight = torch.full((n_bins, 1), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0
+    synthesis = torch.cat([cos * weight, -sin * weight]) / n_fft * w
+    return analysis.float(), synthesis.unsqueeze(1).float()
+
+
+class RealSTFT(nn.Module):
+    """:class:`~audiomask.filterbanks.STFTEncoder` as a strided convolution.
+
+    Shapes: ``[B, T]`` → ``[B, 2, F, T // hop + 1]`` (centred, the encoder's ``pad_mode``; a
+    ``"reflect"`` encoder needs ``T > n_fft // 2``, as ``torch.stft`` does).
+    """
+
+    def __init__(self, encoder: STFTEncoder) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.pad_mode = encoder.n_fft, encoder.hop_length, encoder.pad_mode
+        analysis, _ = dft_bases(self.n_fft, encoder.full_window())
+        self.register_buffer("basis", analysis, persistent=False)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        half = self.n_fft // 2
+        padded = F.pad(wav.unsqueeze(1), (half, half), mode=self.pad_mode)
+        return self.frames(padded[:, 0])
+
+    def frames(self, padded: Tensor) -> Tensor:
+        """Spectra of every full frame of an already padded ``[B, n]``: ``[B, 2, F, frames]``."""
+        spec = F.conv1d(padded.unsqueeze(1), self.basis, stride=self.hop)  # [B, 2F, frames]
+        return spec.unflatten(1, (2, -1))
+
+
+class RealISTFT(nn.Module):
+    """:class:`~audiomask.filterbanks.ISTFTDecoder` as a strided transposed convolution.
+
+    Shapes: ``[N, 2, F, frames]`` → ``[N, length]``.
+    """
+
+    def __init__(self, decoder: ISTFTDecoder) -> None:
+        super().__init__()
+        self.n_fft, self.hop = decoder.n_fft, decoder.hop_length
+        window = decoder.full_window()
+        _, synthesis = dft_bases(self.n_fft, window)
+        self.register_buffer("basis", synthesis, persistent=False)
+        self.register_buffer("window_sq", window.square().view(1, 1, -1), persistent=False)
+
+    def overlap_add(self, spec: Tensor) -> tuple[Tensor, Tensor]:
+        """Windowed inverse DFTs of ``spec [N, 2, F, frames]`` overlap-added: ``(wav [N, n],
+        env [n])`` with ``n = (frames - 1)·hop + n_fft`` and ``env`` the summed squared window."""
+        wav = F.conv_transpose1d(spec.flatten(1, 2), self.basis, stride=self.hop)[:, 0]
+        ones = spec.new_ones(1, 1, spec.shape[-1])
+        env = F.conv_transpose1d(ones, self.window_sq, stride=self.hop)[0, 0]
+        return wav, env
+
+    def forward(self, spec: Tensor, length: int) -> Tensor:
+        wav, env = self.overlap_add(spec)
+        half = self.n_fft // 2
+        wav = normalise(wav, env)[:, half:]
+        wav = F.pad(wav, (0, length))  # torch.istft's zeros where no frame reaches
+        return wav[:, :length]
+
+
+def normalise(wav: Tensor, env: Tensor) -> Tensor:
+    """``wav / env`` where the summed squared window is non-zero, else 0 (``torch.istft``)."""
+    ok = env > 1e-11
+    return torch.where(ok, wav / torch.where(ok, env, torch.ones_like(env)), torch.zeros_like(wav))
+
+
+def complex_mul(a: Tensor, b: Tensor, dim: int) -> Tensor:
+    """Complex product of two real-pair tensors whose real/imaginary axis is ``dim``."""
+    ar, ai = a.unbind(dim)
+    br, bi = b.unbind(dim)
+    return torch.stack((ar * br - ai * bi, ar * bi + ai * br), dim)
