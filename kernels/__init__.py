@@ -12,9 +12,15 @@ op                         fuses                                       reference
                            (+ bias) (+ residual), either layout        FSMN dense memory convs
 =========================  ==========================================  ===============================
 
+The kernels are ``torch.library`` custom ops (``torch.ops.audiomask.conv_prelu_norm``,
+``depthwise_conv1d`` and their ``_backward`` ops, in :mod:`._triton`): each has a fake
+implementation (shapes only) and a registered backward, so autograd, ``torch.compile`` and
+``torch.export`` see one op, not the Triton launches inside it.
+
 Dispatch (one function per op, so a CPU fast path can be added beside the Triton one):
 Triton may run when the input is a CUDA tensor of a floating dtype below float64, Triton
-imports, the code is not being traced/compiled, and the acceleration mode
+imports, the code is not being TorchScript-traced (under ``torch.compile`` only in
+``triton`` mode: the policy does not time inside a graph being compiled), and the acceleration mode
 (:func:`audiomask.accel.mode`, set by ``AUDIOMASK_KERNELS``) is not ``reference``
 (:func:`use_triton`). Whether it then does is the :class:`Policy`'s call, so that a fused
 kernel runs only where it is faster than the PyTorch reference: a documented rule
@@ -30,7 +36,6 @@ for it, so CPU users never pay for the import.
 
 from __future__ import annotations
 
-import functools
 import os
 import statistics
 from typing import Callable, Dict, Hashable, Optional, Tuple
@@ -64,36 +69,44 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-@functools.lru_cache(maxsize=None)
+_loaded: Dict[str, object] = {}  # "triton": whether it imports; "impl": the kernels module
+
+
 def triton_available() -> bool:
-    """Whether ``triton`` imports (cached; imports it the first time)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:
-        return False
-    return True
+    """Whether ``triton`` imports (remembered; imports it the first time)."""
+    if "triton" not in _loaded:
+        try:
+            import triton  # noqa: F401
+        except Exception:
+            _loaded["triton"] = False
+        else:
+            _loaded["triton"] = True
+    return bool(_loaded["triton"])
 
 
-@functools.lru_cache(maxsize=None)
 def _impl():
-    from . import _triton
+    """:mod:`._triton`, imported the first time a kernel runs (a plain dict, not
+    ``functools.lru_cache``, which ``torch.compile`` does not trace as a cache)."""
+    if "impl" not in _loaded:
+        from . import _triton
 
-    return _triton
+        _loaded["impl"] = _triton
+    return _loaded["impl"]
 
 
-def _tracing() -> bool:
+def _compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
-    if compiler is not None and getattr(compiler, "is_compiling", lambda: False)():
-        return True
-    return torch.jit.is_scripting() or torch.jit.is_tracing()
+    return compiler is not None and getattr(compiler, "is_compiling", lambda: False)()
 
 
 def use_triton(x: Tensor) -> bool:
     """Whether the ops run their Triton kernels on ``x`` (see the module docstring)."""
-    if x.dtype not in _TRITON_DTYPES:
+    if x.dtype not in _TRITON_DTYPES or torch.jit.is_scripting() or torch.jit.is_tracing():
         return False
+    if _compiling() and accel.mode() != "triton":
+        return False  # no timing inside a graph being compiled: the kernels only when forced
     if x.is_cuda:
-        return accel.mode() != "reference" and not _tracing() and triton_available()
+        return accel.mode() != "reference" and triton_available()
     if accel.mode() != "triton":
         return False
     if not triton_available():
@@ -269,7 +282,7 @@ def dwconv_prelu_norm(x: Tensor, dw_weight: Tensor, dw_bias: Optional[Tensor], d
     conf = (int(dilation), int(padding[0]), int(padding[1]), norm, float(eps))
 
     def fused(*a):
-        return _impl().ConvPReLUNorm.apply(*a, *conf)
+        return _impl().conv_prelu_norm(*a, *conf)
 
     def reference(x, w, b, s, g, beta):
         return reference_dwconv_prelu_norm(x, w, b, dilation, padding, s, g, beta, norm, eps)
@@ -289,7 +302,7 @@ def prelu_norm(x: Tensor, prelu_weight: Tensor, norm_weight: Tensor, norm_bias: 
     args = (x, prelu_weight, norm_weight, norm_bias)
 
     def fused(x, s, g, beta):
-        return _impl().ConvPReLUNorm.apply(x, None, None, s, g, beta, 1, 0, 0, norm, float(eps))
+        return _impl().conv_prelu_norm(x, None, None, s, g, beta, 1, 0, 0, norm, float(eps))
 
     def reference(x, s, g, beta):
         return reference_prelu_norm(x, s, g, beta, norm, eps)
@@ -312,7 +325,7 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, d
     args = (x, weight, bias)
 
     def fused(x, w, b):
-        return _impl().DepthwiseConv1d.apply(x, w, b, int(dilation), int(padding[0]), int(padding[1]),
+        return _impl().depthwise_conv1d(x, w, b, int(dilation), int(padding[0]), int(padding[1]),
                                              bool(channels_last), bool(residual))
 
     def reference(x, w, b):

@@ -1,4 +1,4 @@
-"""Triton kernels and their autograd Functions (imported on first use by :mod:`audiomask.kernels`).
+"""Triton kernels and the ops that launch them, registered as ``torch.library`` custom ops (imported on first use by :mod:`audiomask.kernels`).
 
 Everything works on ``[B, C, T]`` tensors given by strides, so channels-last inputs
 (MossFormer's ``[B, T, C]`` sequences) and transposed views are read in place. Arithmetic is
@@ -33,6 +33,8 @@ backward (``g = dy * gamma``)
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import triton
@@ -514,140 +516,237 @@ def conv_backward_weight(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
 
 
 # ------------------------------------------------------------------------------------------
-# autograd Functions
+# the ops, registered with torch.library (so autograd, torch.compile and torch.export see
+# them as ops: a fake implementation gives their output shapes, the backward is an op too)
 # ------------------------------------------------------------------------------------------
-class DepthwiseConv1d(torch.autograd.Function):
-    """Grouped depthwise conv (``groups = C``, ``G`` inputs per output channel), padding by
-    masked loads (no padded copy), optional residual ``x + conv(x)``."""
+def _empty(like: torch.Tensor) -> torch.Tensor:
+    """The placeholder an op returns for a gradient nobody asked for (ops return tensors)."""
+    return like.new_empty(0)
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, dilation, pad_l, pad_r, channels_last, residual):
-        xv = _as_bct(x, channels_last)
-        B, CI, T_in = xv.shape
-        C, G, K = weight.shape
-        t_out = T_in + pad_l + pad_r - (K - 1) * dilation
-        weight_c = weight.contiguous()
-        bias_c = bias.contiguous() if bias is not None else None
-        if channels_last:
-            y = torch.empty(B, t_out, C, device=x.device, dtype=x.dtype)
-        else:
-            y = torch.empty(B, C, t_out, device=x.device, dtype=x.dtype)
-        conv_forward(xv, weight_c, bias_c, dilation, pad_l, t_out, residual, _as_bct(y, channels_last))
-        ctx.save_for_backward(x, weight_c)
-        ctx.conf = (dilation, pad_l, channels_last, residual, bias is not None)
-        return y
 
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
-        dilation, pad_l, channels_last, residual, has_bias = ctx.conf
-        xv, dyv = _as_bct(x, channels_last), _as_bct(dy, channels_last)
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-            conv_backward_input(dyv, weight, dilation, pad_l, xv.shape[-1], residual,
-                                _as_bct(dx, channels_last))
-        if ctx.needs_input_grad[1]:
-            dw = conv_backward_weight(dyv, xv, weight, dilation, pad_l)
-        if has_bias and ctx.needs_input_grad[2]:
-            db = dyv.sum((0, 2))
-        return dx, dw, db, None, None, None, None, None
+def _conv_out_frames(t_in: int, weight: torch.Tensor, dilation: int, pad_l: int, pad_r: int) -> int:
+    return t_in + pad_l + pad_r - (weight.shape[-1] - 1) * dilation
+
+
+@torch.library.custom_op("audiomask::depthwise_conv1d", mutates_args=())
+def _depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], dilation: int,
+                      pad_l: int, pad_r: int, channels_last: bool, residual: bool) -> torch.Tensor:
+    """Grouped depthwise conv (``groups = C``, ``G`` inputs per output channel) of ``x [B, C·G,
+    T]`` (``[B, T, C·G]`` with ``channels_last``), padding by masked loads (no padded copy),
+    optional residual ``x + conv(x)``."""
+    xv = _as_bct(x, channels_last)
+    B, C = xv.shape[0], weight.shape[0]
+    t_out = _conv_out_frames(xv.shape[-1], weight, dilation, pad_l, pad_r)
+    y = x.new_empty((B, t_out, C) if channels_last else (B, C, t_out))
+    conv_forward(xv, weight.contiguous(), bias.contiguous() if bias is not None else None, dilation, pad_l,
+                 t_out, residual, _as_bct(y, channels_last))
+    return y
+
+
+@_depthwise_conv1d.register_fake
+def _(x, weight, bias, dilation, pad_l, pad_r, channels_last, residual):
+    B, C = x.shape[0], weight.shape[0]
+    t_out = _conv_out_frames(x.shape[1 if channels_last else 2], weight, dilation, pad_l, pad_r)
+    return x.new_empty((B, t_out, C) if channels_last else (B, C, t_out))
+
+
+@torch.library.custom_op("audiomask::depthwise_conv1d_backward", mutates_args=())
+def _depthwise_conv1d_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation: int, pad_l: int,
+                               channels_last: bool, residual: bool, want_input: bool,
+                               want_weight: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dx, dweight)`` of :func:`_depthwise_conv1d` (empty where not wanted)."""
+    weight = weight.contiguous()
+    xv, dyv = _as_bct(x, channels_last), _as_bct(dy, channels_last)
+    dx, dw = _empty(x), _empty(weight)
+    if want_input:
+        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+        conv_backward_input(dyv, weight, dilation, pad_l, xv.shape[-1], residual, _as_bct(dx, channels_last))
+    if want_weight:
+        dw = conv_backward_weight(dyv, xv, weight, dilation, pad_l)
+    return dx, dw
+
+
+@_depthwise_conv1d_backward.register_fake
+def _(dy, x, weight, dilation, pad_l, channels_last, residual, want_input, want_weight):
+    return (torch.empty_like(x, memory_format=torch.contiguous_format) if want_input else _empty(x),
+            torch.empty_like(weight) if want_weight else _empty(weight))
+
+
+def _depthwise_conv1d_setup(ctx, inputs, output):
+    x, weight, bias, dilation, pad_l, pad_r, channels_last, residual = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.conf = (dilation, pad_l, channels_last, residual)
+
+
+def _depthwise_conv1d_grad(ctx, dy):
+    x, weight = ctx.saved_tensors
+    dilation, pad_l, channels_last, residual = ctx.conf
+    want_x, want_w, want_b = ctx.needs_input_grad[:3]
+    dx, dw = _depthwise_conv1d_backward(dy, x, weight, dilation, pad_l, channels_last, residual, want_x, want_w)
+    db = _as_bct(dy, channels_last).sum((0, 2)) if want_b else None
+    return dx if want_x else None, dw if want_w else None, db, None, None, None, None, None
+
+
+_depthwise_conv1d.register_autograd(_depthwise_conv1d_grad, setup_context=_depthwise_conv1d_setup)
+
+
+def depthwise_conv1d(x, weight, bias, dilation: int, pad_l: int, pad_r: int, channels_last: bool,
+                     residual: bool) -> torch.Tensor:
+    """``audiomask::depthwise_conv1d`` (the dispatch in :mod:`audiomask.kernels` calls this)."""
+    return _depthwise_conv1d(x, weight, bias, dilation, pad_l, pad_r, channels_last, residual)
 
 
 def _fused_conf(x, dw_weight, dw_bias, prelu_weight, dilation, pad_l, pad_r):
     B, C, T_in = x.shape
     has_conv = dw_weight is not None
     K = dw_weight.shape[-1] if has_conv else 1
-    T = T_in + pad_l + pad_r - (K - 1) * dilation if has_conv else T_in
+    T = _conv_out_frames(T_in, dw_weight, dilation, pad_l, pad_r) if has_conv else T_in
     return dict(K=K, HAS_CONV=has_conv, HAS_BIAS=dw_bias is not None,
                 SLOPE_PER_CHANNEL=prelu_weight.numel() > 1), B, C, T_in, T
 
 
-class ConvPReLUNorm(torch.autograd.Function):
-    """``norm(prelu(depthwise_conv(x) + bias))`` on ``[B, C, T]``; the conv is optional
-    (``dw_weight=None``: :func:`prelu_norm`)."""
+@torch.library.custom_op("audiomask::conv_prelu_norm", mutates_args=())
+def _conv_prelu_norm(x: torch.Tensor, dw_weight: Optional[torch.Tensor], dw_bias: Optional[torch.Tensor],
+                     prelu_weight: torch.Tensor, norm_weight: torch.Tensor, norm_bias: torch.Tensor,
+                     dilation: int, pad_l: int, pad_r: int, norm: str,
+                     eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y, mu, rstd)``: ``y = norm(prelu(depthwise_conv(x) + bias))`` on ``[B, C, T]`` and the
+    norm's statistics (``[B, 1]`` for gLN, ``[B, T]`` per frame), which the backward reads. The
+    conv is optional (``dw_weight=None``: :func:`prelu_norm`)."""
+    x = x.contiguous()
+    dw_weight = dw_weight.contiguous() if dw_weight is not None else None
+    dw_bias = dw_bias.contiguous() if dw_bias is not None else None
+    prelu_weight, norm_weight, norm_bias = (prelu_weight.contiguous(), norm_weight.contiguous(),
+                                            norm_bias.contiguous())
+    flags, B, C, T_in, T = _fused_conf(x, dw_weight, dw_bias, prelu_weight, dilation, pad_l, pad_r)
+    code = NORM_CODES[norm]
+    dev = x.device
+    w_arg = dw_weight if dw_weight is not None else x
+    b_arg = dw_bias if dw_bias is not None else x
+    cps = CHANNELS_PER_SPLIT
+    n_split = triton.cdiv(C, cps)
+    frame_mean = torch.empty(B, n_split, T, device=dev, dtype=torch.float32)
+    frame_m2 = torch.empty_like(frame_mean)
+    per_frame = code != 0
+    mu = torch.empty(B, T if per_frame else 1, device=dev, dtype=torch.float32)
+    rstd = torch.empty_like(mu)
+    common = (C, T_in, T, pad_l, dilation, *x.stride())
+    _frame_stats[(triton.cdiv(T, RED_BLOCK_T), n_split, B)](
+        x, w_arg, b_arg, prelu_weight, frame_mean, frame_m2, *common, cps,
+        BC=RED_BLOCK_C, BT=RED_BLOCK_T, num_warps=NUM_WARPS, **flags)
+    _finish_stats[(B,)](frame_mean, frame_m2, mu, rstd, C, T, n_split, cps, eps,
+                        NORM=code, BT=FIN_BLOCK_T, num_warps=NUM_WARPS)
+    y = torch.empty(B, C, T, device=dev, dtype=x.dtype)
+    _norm_apply[_grid_tiles(T, C, B)](
+        x, w_arg, b_arg, prelu_weight, mu, rstd, norm_weight, norm_bias, y, *common, int(per_frame),
+        BC=BLOCK_C, BT=BLOCK_T, num_warps=NUM_WARPS, **flags)
+    return y, mu, rstd
 
-    @staticmethod
-    def forward(ctx, x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias,
-                dilation, pad_l, pad_r, norm, eps):
-        x = x.contiguous()
-        dw_weight = dw_weight.contiguous() if dw_weight is not None else None
-        dw_bias = dw_bias.contiguous() if dw_bias is not None else None
-        prelu_weight, norm_weight, norm_bias = (prelu_weight.contiguous(), norm_weight.contiguous(),
-                                                norm_bias.contiguous())
-        flags, B, C, T_in, T = _fused_conf(x, dw_weight, dw_bias, prelu_weight, dilation, pad_l, pad_r)
-        code = NORM_CODES[norm]
-        dev = x.device
-        w_arg = dw_weight if dw_weight is not None else x
-        b_arg = dw_bias if dw_bias is not None else x
-        cps = CHANNELS_PER_SPLIT
-        n_split = triton.cdiv(C, cps)
-        frame_mean = torch.empty(B, n_split, T, device=dev, dtype=torch.float32)
-        frame_m2 = torch.empty_like(frame_mean)
-        per_frame = code != 0
-        mu = torch.empty(B, T if per_frame else 1, device=dev, dtype=torch.float32)
-        rstd = torch.empty_like(mu)
-        common = (C, T_in, T, pad_l, dilation, *x.stride())
-        _frame_stats[(triton.cdiv(T, RED_BLOCK_T), n_split, B)](
-            x, w_arg, b_arg, prelu_weight, frame_mean, frame_m2, *common, cps,
-            BC=RED_BLOCK_C, BT=RED_BLOCK_T, num_warps=NUM_WARPS, **flags)
-        _finish_stats[(B,)](frame_mean, frame_m2, mu, rstd, C, T, n_split, cps, eps,
-                            NORM=code, BT=FIN_BLOCK_T, num_warps=NUM_WARPS)
-        y = torch.empty(B, C, T, device=dev, dtype=x.dtype)
-        _norm_apply[_grid_tiles(T, C, B)](
-            x, w_arg, b_arg, prelu_weight, mu, rstd, norm_weight, norm_bias, y, *common, int(per_frame),
-            BC=BLOCK_C, BT=BLOCK_T, num_warps=NUM_WARPS, **flags)
-        ctx.save_for_backward(x, dw_weight, dw_bias, prelu_weight, norm_weight, mu, rstd)
-        ctx.conf = (dilation, pad_l, pad_r, code, norm_bias.dtype)
-        return y
 
-    @staticmethod
-    def backward(ctx, dy):
-        x, dw_weight, dw_bias, prelu_weight, norm_weight, mu, rstd = ctx.saved_tensors
-        dilation, pad_l, pad_r, code, nb_dtype = ctx.conf
-        flags, B, C, T_in, T = _fused_conf(x, dw_weight, dw_bias, prelu_weight, dilation, pad_l, pad_r)
-        dy = dy.contiguous()
-        dev = x.device
-        w_arg = dw_weight if dw_weight is not None else x
-        b_arg = dw_bias if dw_bias is not None else x
-        per_frame = code != 0
-        common = (C, T_in, T, pad_l, dilation, *x.stride())
-        cps = CHANNELS_PER_SPLIT
-        n_split = triton.cdiv(C, cps)
-        gsum = torch.empty(B, n_split, T, device=dev, dtype=torch.float32)
-        hsum = torch.empty_like(gsum)
-        _bwd_frame_reduce[(triton.cdiv(T, RED_BLOCK_T), n_split, B)](
-            x, w_arg, b_arg, prelu_weight, mu, rstd, norm_weight, dy, gsum, hsum, *common, int(per_frame), cps,
-            BC=RED_BLOCK_C, BT=RED_BLOCK_T, num_warps=NUM_WARPS, **flags)
-        p = torch.empty_like(mu)
-        q = torch.empty_like(mu)
-        _bwd_finish[(B,)](gsum, hsum, mu, rstd, p, q, C, T, n_split, NORM=code, BT=FIN_BLOCK_T,
-                          num_warps=NUM_WARPS)
-        has_conv = dw_weight is not None
-        K = flags["K"]
-        n_part = 4 + K if has_conv else 4
-        dz = torch.empty(B, C, T, device=dev, dtype=torch.float32 if has_conv else x.dtype)
-        grid = _grid_tiles(T, C, B)
-        part = torch.empty(B * grid[0], n_part, C, device=dev, dtype=torch.float32)
-        _bwd_elementwise[grid](
-            x, w_arg, b_arg, prelu_weight, mu, rstd, p, q, norm_weight, dy, dz, part, *common, int(per_frame),
-            NP=n_part, BC=BLOCK_C, BT=BLOCK_T, num_warps=NUM_WARPS, **flags)
-        # second stage of the two-stage reductions (float32 per tile, then float64 across
-        # tiles and, for a single slope, channels): accurate over 10^7 elements
-        sums = part.sum(0, dtype=torch.float64)  # [NP, C]
-        d_gamma = sums[0].to(norm_weight.dtype)
-        d_beta = sums[1].to(nb_dtype)
-        d_slope = (sums[2] if prelu_weight.numel() > 1 else sums[2].sum().view(1)).to(prelu_weight.dtype)
-        d_slope = d_slope.view(prelu_weight.shape)
-        dx = d_w = d_b = None
-        if has_conv:
-            if ctx.needs_input_grad[0]:
-                dx = torch.empty_like(x)
-                conv_backward_input(dz, dw_weight, dilation, pad_l, T_in, False, dx)
-            if ctx.needs_input_grad[1]:
-                d_w = sums[4:].t().reshape(dw_weight.shape).to(dw_weight.dtype)
-            if dw_bias is not None:
-                d_b = sums[3].to(dw_bias.dtype)
-        else:
-            dx = dz
-        return dx, d_w, d_b, d_slope, d_gamma, d_beta, None, None, None, None, None
+@_conv_prelu_norm.register_fake
+def _(x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, dilation, pad_l, pad_r, norm, eps):
+    B, C, T_in = x.shape
+    T = _conv_out_frames(T_in, dw_weight, dilation, pad_l, pad_r) if dw_weight is not None else T_in
+    stats = x.new_empty(B, T if NORM_CODES[norm] else 1, dtype=torch.float32)
+    return x.new_empty(B, C, T), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("audiomask::conv_prelu_norm_backward", mutates_args=())
+def _conv_prelu_norm_backward(dy: torch.Tensor, x: torch.Tensor, dw_weight: Optional[torch.Tensor],
+                              dw_bias: Optional[torch.Tensor], prelu_weight: torch.Tensor,
+                              norm_weight: torch.Tensor, norm_bias: torch.Tensor, mu: torch.Tensor,
+                              rstd: torch.Tensor, dilation: int, pad_l: int, pad_r: int, norm: str,
+                              want_input: bool, want_weight: bool) -> tuple[torch.Tensor, torch.Tensor,
+                                                                            torch.Tensor, torch.Tensor,
+                                                                            torch.Tensor, torch.Tensor]:
+    """``(dx, d dw_weight, d dw_bias, d prelu_weight, d norm_weight, d norm_bias)`` of
+    :func:`_conv_prelu_norm` (empty where not wanted or absent)."""
+    x = x.contiguous()
+    dw_weight = dw_weight.contiguous() if dw_weight is not None else None
+    dw_bias = dw_bias.contiguous() if dw_bias is not None else None
+    prelu_weight, norm_weight = prelu_weight.contiguous(), norm_weight.contiguous()
+    code = NORM_CODES[norm]
+    flags, B, C, T_in, T = _fused_conf(x, dw_weight, dw_bias, prelu_weight, dilation, pad_l, pad_r)
+    dy = dy.contiguous()
+    dev = x.device
+    w_arg = dw_weight if dw_weight is not None else x
+    b_arg = dw_bias if dw_bias is not None else x
+    per_frame = code != 0
+    common = (C, T_in, T, pad_l, dilation, *x.stride())
+    cps = CHANNELS_PER_SPLIT
+    n_split = triton.cdiv(C, cps)
+    gsum = torch.empty(B, n_split, T, device=dev, dtype=torch.float32)
+    hsum = torch.empty_like(gsum)
+    _bwd_frame_reduce[(triton.cdiv(T, RED_BLOCK_T), n_split, B)](
+        x, w_arg, b_arg, prelu_weight, mu, rstd, norm_weight, dy, gsum, hsum, *common, int(per_frame), cps,
+        BC=RED_BLOCK_C, BT=RED_BLOCK_T, num_warps=NUM_WARPS, **flags)
+    p = torch.empty_like(mu)
+    q = torch.empty_like(mu)
+    _bwd_finish[(B,)](gsum, hsum, mu, rstd, p, q, C, T, n_split, NORM=code, BT=FIN_BLOCK_T,
+                      num_warps=NUM_WARPS)
+    has_conv = dw_weight is not None
+    K = flags["K"]
+    n_part = 4 + K if has_conv else 4
+    dz = torch.empty(B, C, T, device=dev, dtype=torch.float32 if has_conv else x.dtype)
+    grid = _grid_tiles(T, C, B)
+    part = torch.empty(B * grid[0], n_part, C, device=dev, dtype=torch.float32)
+    _bwd_elementwise[grid](
+        x, w_arg, b_arg, prelu_weight, mu, rstd, p, q, norm_weight, dy, dz, part, *common, int(per_frame),
+        NP=n_part, BC=BLOCK_C, BT=BLOCK_T, num_warps=NUM_WARPS, **flags)
+    # second stage of the two-stage reductions (float32 per tile, then float64 across
+    # tiles and, for a single slope, channels): accurate over 10^7 elements
+    sums = part.sum(0, dtype=torch.float64)  # [NP, C]
+    d_gamma = sums[0].to(norm_weight.dtype)
+    d_beta = sums[1].to(norm_bias.dtype)
+    d_slope = (sums[2] if prelu_weight.numel() > 1 else sums[2].sum().view(1)).to(prelu_weight.dtype)
+    d_slope = d_slope.view(prelu_weight.shape)
+    dx, d_w, d_b = _empty(x), _empty(x), _empty(x)
+    if has_conv:
+        if want_input:
+            dx = torch.empty_like(x)
+            conv_backward_input(dz, dw_weight, dilation, pad_l, T_in, False, dx)
+        if want_weight:
+            d_w = sums[4:].t().reshape(dw_weight.shape).to(dw_weight.dtype)
+        if dw_bias is not None:
+            d_b = sums[3].to(dw_bias.dtype)
+    else:
+        dx = dz
+    return dx, d_w, d_b, d_slope, d_gamma, d_beta
+
+
+@_conv_prelu_norm_backward.register_fake
+def _(dy, x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, mu, rstd, dilation, pad_l, pad_r,
+      norm, want_input, want_weight):
+    has_conv = dw_weight is not None
+    dx = torch.empty_like(x, memory_format=torch.contiguous_format) if want_input or not has_conv else _empty(x)
+    d_w = dw_weight.new_empty(dw_weight.shape) if has_conv and want_weight else _empty(x)
+    d_b = dw_bias.new_empty(dw_bias.shape) if has_conv and dw_bias is not None else _empty(x)
+    return (dx, d_w, d_b, prelu_weight.new_empty(prelu_weight.shape), norm_weight.new_empty(norm_weight.shape),
+            norm_bias.new_empty(norm_bias.shape))
+
+
+def _conv_prelu_norm_setup(ctx, inputs, output):
+    x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, dilation, pad_l, pad_r, norm, eps = inputs
+    _, mu, rstd = output
+    ctx.save_for_backward(x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, mu, rstd)
+    ctx.conf = (dilation, pad_l, pad_r, norm)
+
+
+def _conv_prelu_norm_grad(ctx, dy, _dmu, _drstd):
+    x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, mu, rstd = ctx.saved_tensors
+    dilation, pad_l, pad_r, norm = ctx.conf
+    need = ctx.needs_input_grad
+    grads = _conv_prelu_norm_backward(dy, x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, mu, rstd,
+                                      dilation, pad_l, pad_r, norm, need[0], need[1])
+    wanted = (need[0], need[1] and dw_weight is not None, need[2] and dw_bias is not None) + tuple(need[3:6])
+    return tuple(g if w else None for g, w in zip(grads, wanted)) + (None,) * 5
+
+
+_conv_prelu_norm.register_autograd(_conv_prelu_norm_grad, setup_context=_conv_prelu_norm_setup)
+
+
+def conv_prelu_norm(x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, dilation: int, pad_l: int,
+                    pad_r: int, norm: str, eps: float) -> torch.Tensor:
+    """``y`` of ``audiomask::conv_prelu_norm`` (the dispatch in :mod:`audiomask.kernels` calls this)."""
+    return _conv_prelu_norm(x, dw_weight, dw_bias, prelu_weight, norm_weight, norm_bias, dilation, pad_l, pad_r,
+                            norm, eps)[0]

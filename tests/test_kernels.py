@@ -137,17 +137,16 @@ def _compare(fn, inputs: dict, seed: int = 0, factor: float = SMALL_SHAPE_FACTOR
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Counts calls into the Triton autograd Functions (so a silent fallback would fail)."""
-    calls = {"ConvPReLUNorm": 0, "DepthwiseConv1d": 0}
+    """Counts calls into the Triton ops (so a silent fallback would fail)."""
+    calls = {"conv_prelu_norm": 0, "depthwise_conv1d": 0}
     for name in calls:
-        cls = getattr(TRITON, name)
-        original = cls.apply
+        original = getattr(TRITON, name)
 
-        def apply(*a, _name=name, _original=original):
+        def op(*a, _name=name, _original=original):
             calls[_name] += 1
             return _original(*a)
 
-        monkeypatch.setattr(cls, "apply", apply)
+        monkeypatch.setattr(TRITON, name, op)
     return calls
 
 
@@ -294,12 +293,12 @@ def test_ops_follow_the_policy_in_auto_mode(monkeypatch, counted, fused_ms, expe
         y = kernels.prelu_norm(x, *args)
         y.sum().backward()
         kernels.prelu_norm(x, *args)  # same class: no second measurement
-    assert len(calls) == 2 and counted["ConvPReLUNorm"] == (2 if expect_fused else 0)
+    assert len(calls) == 2 and counted["conv_prelu_norm"] == (2 if expect_fused else 0)
     _close(y, kernels.reference_prelu_norm(x, *args), what="output")
     assert x.grad is not None  # the trial runs did not detach the caller's graph
     # the grouped depthwise conv takes the reference by rule: no timing, no kernel
     kernels.depthwise_conv1d(torch.randn(1, 8, 40), torch.randn(4, 2, 5), None, 2, (4, 4))
-    assert len(calls) == 2 and counted["DepthwiseConv1d"] == 0
+    assert len(calls) == 2 and counted["depthwise_conv1d"] == 0
 
 
 @needs_triton
@@ -311,12 +310,72 @@ def test_env_switch_forces_triton_under_the_interpreter(monkeypatch, counted):
     x = torch.randn(1, 4, 9)
     assert kernels.use_triton(x)
     kernels.prelu_norm(x, torch.rand(1), torch.randn(4), torch.randn(4), "cLN", 1e-8)
-    assert counted["ConvPReLUNorm"] == 1
+    assert counted["conv_prelu_norm"] == 1
 
 
 def test_unknown_norm_is_refused():
     with pytest.raises(ValueError, match="unknown norm"):
         kernels.prelu_norm(torch.randn(1, 2, 3), torch.rand(1), torch.ones(2), torch.zeros(2), "BN", 1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# the kernels are torch.library custom ops
+# ------------------------------------------------------------------------------------------
+def _op_samples():
+    g = torch.Generator().manual_seed(5)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, device="cpu").to(DEVICE).requires_grad_(True)
+
+    ops = torch.ops.audiomask
+    return [
+        ("conv_prelu_norm-gLN", ops.conv_prelu_norm.default,
+         (r(2, 6, 19), r(6, 1, 3), r(6), r(1), r(6), r(6), 2, 4, 0, "gLN", 1e-8)),
+        ("conv_prelu_norm-cLN-nobias", ops.conv_prelu_norm.default,
+         (r(1, 5, 23), r(5, 1, 3), None, r(5), r(5), r(5), 1, 2, 0, "cLN", 1e-8)),
+        ("prelu_norm-chanLN", ops.conv_prelu_norm.default,
+         (r(2, 4, 17), None, None, r(1), r(4), r(4), 1, 0, 0, "chanLN", 1e-5)),
+        ("depthwise_conv1d", ops.depthwise_conv1d.default, (r(2, 6, 21), r(3, 2, 3), r(3), 2, 2, 2, False, False)),
+        ("depthwise_conv1d-last-res", ops.depthwise_conv1d.default,
+         (r(2, 21, 4), r(4, 1, 5), None, 1, 4, 0, True, True)),
+    ]
+
+
+@needs_triton
+@pytest.mark.parametrize("index", range(5))
+def test_kernels_are_registered_custom_ops(index):
+    """``torch.library.opcheck``: schema, fake (shape) implementation, autograd registration and
+    AOT dispatch of every op, forward and backward ops included."""
+    TRITON.conv_prelu_norm  # noqa: B018  (the ops are registered when _triton is imported)
+    name, op, args = _op_samples()[index]
+    torch.library.opcheck(op, args, test_utils=("test_schema", "test_autograd_registration",
+                                                "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+@needs_triton
+def test_torch_compile_sees_the_ops(counted):
+    """A TCN block under ``torch.compile`` (AOT autograd, eager backend) in ``triton`` mode
+    keeps the custom ops in its graph and equals the eager reference, gradients included."""
+    torch.manual_seed(3)
+    block = _randomize(DepthwiseTCNBlock(8, 16, 8, kernel_size=3, dilation=2, norm="gLN", causal=False)).to(DEVICE)
+    x = torch.randn(2, 8, 29, device=DEVICE)
+
+    def loss(outputs):
+        return sum(o.square().sum() for o in outputs)
+
+    want = block(x)
+    loss(want).backward()
+    want_grads = [p.grad.clone() for p in block.parameters()]
+    block.zero_grad()
+    compiled = torch.compile(lambda t: kernels.tcn_block_forward(block, t), backend="aot_eager", fullgraph=True)
+    with triton_path():
+        got = compiled(x)
+        loss(got).backward()
+    assert counted["conv_prelu_norm"] >= 2  # traced into the graph (and run)
+    for g, w in zip(got, want):
+        _close(g, w, 1e-4, "output")
+    for p, w in zip(block.parameters(), want_grads):
+        _close(p.grad, w, 1e-3, "gradient")
 
 
 # ------------------------------------------------------------------------------------------
@@ -345,7 +404,7 @@ def test_dwconv_prelu_norm(norm, case, counted):
                   prelu_weight=torch.rand(C if per_channel else 1), norm_weight=torch.randn(C),
                   norm_bias=torch.randn(C), norm=norm, eps=1e-8)
     _compare(kernels.dwconv_prelu_norm, inputs)
-    assert counted["ConvPReLUNorm"] == 1
+    assert counted["conv_prelu_norm"] == 1
 
 
 @needs_triton
@@ -356,7 +415,7 @@ def test_prelu_norm(norm, B, C, T, per_channel, counted):
     inputs = dict(x=torch.randn(B, C, T) * 3 - 0.5, prelu_weight=torch.rand(C if per_channel else 1),
                   norm_weight=torch.randn(C), norm_bias=torch.randn(C), norm=norm, eps=1e-8)
     _compare(kernels.prelu_norm, inputs)
-    assert counted["ConvPReLUNorm"] == 1
+    assert counted["conv_prelu_norm"] == 1
 
 
 @needs_triton
@@ -394,7 +453,7 @@ def test_depthwise_conv1d(case, counted):
     inputs = dict(x=x, weight=torch.randn(C, G, P), bias=torch.randn(C) if bias else None,
                   dilation=d, padding=padding, channels_last=channels_last, residual=residual)
     _compare(kernels.depthwise_conv1d, inputs)
-    assert counted["DepthwiseConv1d"] == 1
+    assert counted["depthwise_conv1d"] == 1
 
 
 @needs_triton
@@ -485,7 +544,7 @@ def test_convtasnet_triton_path_equals_reference(preset, norm, counted, module_p
     torch.manual_seed(0)
     model = audiomask.build("convtasnet", preset, norm=norm, causal=norm != "gLN")
     _model_paths_agree(model, torch.randn(2, 803) * 0.1)
-    assert counted["ConvPReLUNorm"] == 2 * len(model.masker.blocks)
+    assert counted["conv_prelu_norm"] == 2 * len(model.masker.blocks)
 
 
 @needs_triton
@@ -496,7 +555,7 @@ def test_mossformer2_triton_path_equals_reference(causal, counted, module_path):
                             n_layers=1, qk_dim=8, rotary_dim=8, group_size=16, fsmn_channels=8, fsmn_lorder=4)
     _model_paths_agree(model, torch.randn(1, 400) * 0.1)
     # 3 FFConvM in the attention unit, 2 in the gated FSMN, 2 dense memory layers
-    assert counted["DepthwiseConv1d"] == 7
+    assert counted["depthwise_conv1d"] == 7
 
 
 # ------------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def check_exportable(model: nn.Module, streaming: bool) -> None:
                 f"{model.name} is not causal: every output sample depends on the whole input (global "
                 "norms or full-sequence attention), so no fixed-size state can carry it from block to "
                 "block. Export it offline (without --streaming), or run it chunked.")
-        if model.name not in ("convtasnet", "d3net-aec"):
+        if _streaming_graph_class(model) is None:
             raise ExportError(
                 f"{model.name}: causal, but without a stateful streaming step (only Conv-TasNet and the "
                 "D3Net echo canceller stream exactly); export it offline (without --streaming)")
@@ -89,6 +89,7 @@ def check_exportable(model: nn.Module, streaming: bool) -> None:
 
 
 def _offline_graph_class(model: nn.Module) -> type[nn.Module] | None:
+    """The offline graph for ``model``'s task and parts (``None``: no graph holds it)."""
     from audiomask.filterbanks import ConvEncoder
     from audiomask.maskers.tiger import TIGERMasker
 
@@ -101,6 +102,19 @@ def _offline_graph_class(model: nn.Module) -> type[nn.Module] | None:
     return None
 
 
+def _streaming_graph_class(model: nn.Module) -> type[StreamGraph] | None:
+    """The streaming step graph for ``model``'s task and parts: the echo canceller's, or the
+    conv encoder + TCN masker one (``None``: no stateful step graph holds it)."""
+    from audiomask.filterbanks import ConvEncoder
+    from audiomask.maskers.tcn import TCNMasker
+
+    if task_of(model) is ECHO_CANCELLATION:
+        return AECStream
+    if isinstance(model.encoder, ConvEncoder) and isinstance(model.masker, TCNMasker):
+        return ConvTasNetStream
+    return None
+
+
 def build_graph(model: nn.Module, streaming: bool = False, block_ms: float = 10.0) -> nn.Module:
     """The module that gets exported (see :mod:`audiomask.export.graphs`)."""
     check_exportable(model, streaming)
@@ -110,19 +124,12 @@ def build_graph(model: nn.Module, streaming: bool = False, block_ms: float = 10.
     block = round(block_ms * model.sample_rate / 1000)
     if block <= 0 or abs(block - block_ms * model.sample_rate / 1000) > 1e-6:
         raise ExportError(f"--block-ms {block_ms:g} is not a whole number of samples at {model.sample_rate} Hz")
-    graph_class = AECStream if model.name == "d3net-aec" else ConvTasNetStream
-    return graph_class(model, block).eval()
+    return _streaming_graph_class(model)(model, block).eval()
 
 
 def min_length(model: nn.Module) -> int:
-    """Shortest input an offline graph takes: one encoder window (the STFT's reflect padding
-    needs more than ``n_fft / 2`` samples); for TIGER, enough frames that every level of its
-    multi-scale blocks has more than one (``hop · 2^(depth-1)`` samples: 0.16 s at 16 kHz)."""
-    enc = model.encoder
-    shortest = int(getattr(enc, "n_fft", None) or enc.win)
-    if model.name == "tiger":
-        shortest = max(shortest, enc.hop_length * 2 ** (model.config.depth - 1))
-    return shortest
+    """Shortest input an offline graph takes: the model's own ``min_length``."""
+    return int(model.min_length)
 
 
 # -- metadata ------------------------------------------------------------------------------------

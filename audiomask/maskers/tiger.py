@@ -206,6 +206,7 @@ class TIGERMasker(nn.Module):
             raise ValueError(f"TIGER: feature_dim ({feature_dim}) must be divisible by n_src "
                              f"({n_src}) for the grouped mask convolutions")
         self.n_src = n_src
+        self.min_frames = 2 ** (depth - 1)  # every level of the multi-scale blocks keeps > 1 frame
         self.band_widths = list(widths)
         self.band_split = BandSplit(widths, feature_dim)
         self.separator = IterativeFFI(feature_dim, hidden_dim, depth, n_iter, n_heads, qk_dim, dropout)

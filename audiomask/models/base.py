@@ -74,6 +74,15 @@ class EncoderMaskerDecoder(nn.Module):
             return None
         return (int(frames) - 1) * self.encoder.hop + self.encoder.win
 
+    @property
+    def min_length(self) -> int:
+        """Shortest input (samples) the model takes: one encoder window (an STFT's reflect
+        padding needs more than ``n_fft / 2`` samples), or ``min_frames`` hops when the masker
+        declares that it needs that many frames."""
+        enc = self.encoder
+        shortest = int(getattr(enc, "n_fft", None) or enc.win)
+        return max(shortest, int(getattr(self.masker, "min_frames", 0)) * enc.hop)
+
     def n_params(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
