@@ -6,16 +6,19 @@ and return ``[B, n_out, T]``. Streaming graphs take one block of a fixed size an
 explicit tensors, and return the output block and the new state:
 ``(block, *state) -> (out, *new_state)``. Every state starts as zeros of its shape.
 
-Both reuse the models' own code — the conv encoder/decoder steps, the TCN step
-(:func:`~audiomask.maskers.tcn.stream_step.tcn_step` with fixed-size histories), the TIGER and
-D3Net layers — and replace only what a graph without complex numbers cannot hold: the STFT
-(:mod:`audiomask.filterbanks.stft`'s real-valued forms) and the complex glue around the STFT maskers, which is written
-here with real/imaginary pairs.
+Both reuse the models' own code — the Conv-TasNet graph runs the model's own streaming
+``step`` over a state made of its tensors (fixed-size histories); the TIGER and D3Net graphs
+the maskers' own pair forms — and replace only what a graph without complex numbers cannot
+hold: the STFT (:mod:`audiomask.filterbanks.stft`'s real-valued forms) and the complex glue
+around the STFT maskers, which is written here with real/imaginary pairs (so the echo
+canceller's streaming graph folds its STFT, masker step and overlap-add itself: the model's
+own ``step`` runs on complex spectra).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator, List, Sequence
 
 import torch
@@ -108,9 +111,10 @@ class ConvTasNetStream(StreamGraph):
     """One block of a causal Conv-TasNet: ``(block [1, n], enc [1, L-S], norm states…,
     histories…, dec [1, C, L-S]) -> (out [1, C, n], new states…)``.
 
-    The same steps as the model's own streaming step (:meth:`~audiomask.models.base.EncoderMaskerDecoder.step`): the conv
-    encoder's step, :func:`~audiomask.maskers.tcn.stream_step.tcn_step` with histories of exactly
-    ``(P-1)·d`` frames, the decoder's step. Needs ``n`` a multiple of the hop ``S`` and
+    The model's own streaming step (:meth:`~audiomask.models.base.EncoderMaskerDecoder.step`:
+    the conv encoder's step, :func:`~audiomask.maskers.tcn.stream_step.tcn_step`, the decoder's
+    step) over a stream state made of the graph's tensors, with histories of exactly
+    ``(P-1)·d`` frames. Needs ``n`` a multiple of the hop ``S`` and
     ``L = 2·S`` with the centred framing, so that every state keeps its shape; the first
     ``S`` output samples are the left padding (``discard``).
     """
@@ -130,7 +134,7 @@ class ConvTasNetStream(StreamGraph):
                               f"hop ({enc.stride} samples = {1000 * enc.stride / model.sample_rate:g} ms)")
         self.model = model
         self.block, self.discard, self.latency, self.n_out = block, enc.stride, enc.win, model.n_src
-        s = TCNStreamState(masker, 1, None)
+        s = self.masker_state = TCNStreamState(masker, 1, None)
         # the masker's weights (maskers/tcn/weights.py); their tensors as buffers, so that the
         # exported graph holds them as initializers
         self.norm, self.head, self.blocks = s.norm, s.head, s.blocks
@@ -157,24 +161,26 @@ class ConvTasNetStream(StreamGraph):
         return states
 
     def forward(self, block: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        from audiomask.maskers.tcn.stream_step import tcn_step
         from audiomask.maskers.tcn.weights import tensors_of, with_tensors
+        from audiomask.models.base import StreamState
 
-        model = self.model
         n_norm = len(self.norm_shapes) if self.has_norm_state else 0
         pending, rest = state[0], list(state[1:])
         norm_states = rest[:n_norm] if n_norm else [block.new_zeros(1, 0) for _ in self.norm_shapes]
-        buffers = rest[n_norm : n_norm + len(self.contexts)]
-        tail = rest[-1]
-        rep, pending = model.encoder.step(block, pending)
-        head = with_tensors(self.head, [getattr(self, f"head_{j}") for j in range(len(tensors_of(self.head)))])
-        blocks = [with_tensors(w, [getattr(self, f"block_{i}_{j}") for j in range(len(tensors_of(w)))])
-                  for i, w in enumerate(self.blocks)]
-        masks, norm_states, buffers, _ = tcn_step(
-            rep, head, blocks, self.norm, model.n_src, model.masker.mask_act, list(norm_states), list(buffers), [])
-        # the decoder's state without a left padding to drop: the graph's caller discards it
-        out, dec = model.decoder.step(model.apply_masks(rep, masks), ConvDecoderState(tail, 0))
-        return (out, pending, *(norm_states if n_norm else []), *buffers, dec.tail)
+        # the model's stream state, made of the graph's tensors: the masker's weights from the
+        # graph's buffers, histories of exactly (P-1)·d frames (no spare room: ``ends`` empty),
+        # a decoder with no left padding to drop (the graph's caller discards it)
+        masker = copy.copy(self.masker_state)
+        masker.head = with_tensors(self.head, [getattr(self, f"head_{j}") for j in range(len(tensors_of(self.head)))])
+        masker.blocks = [with_tensors(w, [getattr(self, f"block_{i}_{j}") for j in range(len(tensors_of(w)))])
+                         for i, w in enumerate(self.blocks)]
+        masker.norm_states = list(norm_states)
+        masker.buffers = list(rest[n_norm : n_norm + len(self.contexts)])
+        masker.ends, masker.native = [], None
+        stream = StreamState([pending], masker, ConvDecoderState(rest[-1], 0))
+        out, stream = self.model.step([block], stream)  # the model's own fold of its layers' steps
+        return (out, stream.encoders[0], *(stream.masker.norm_states if n_norm else []), *stream.masker.buffers,
+                stream.decoder.tail)
 
 
 class AECStream(StreamGraph):
