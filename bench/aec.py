@@ -18,7 +18,15 @@ Cancellers (each runs if its package imports, else the JSON says why not):
 * ``passthrough`` — the microphone signal itself (ERLE 0 dB by definition);
 * ``speex-mdf`` / ``speex-mdf+pp`` — Speex's MDF adaptive filter (``pyaec``, a ready wheel),
   10 ms frames, 4096-tap (256 ms) filter to cover the 200 ms bulk delay; ``+pp`` adds the
-  Speex preprocessor (residual echo suppression and denoising);
+  Speex preprocessor (residual echo suppression and denoising). ``pyaec`` never sets the echo
+  canceller's sampling rate, so MDF keeps its 8 kHz defaults, among them the input DC notch of
+  radius 0.9 — at 16 kHz a high-pass near 250 Hz. Measured on clean speech with a silent far
+  end: the output equals that notch applied to the input to 55.7 dB SI-SDR and is −2.5 dB
+  SI-SDR from the input itself (the notch with the 16 kHz radius, 0.982: +9.6 dB; run at
+  8 kHz with its settings right, the 0.9 notch still gives +3.2 dB). So Speex's SI-SDR rows
+  mostly measure this filter; its ``dt_bss_sdr_db`` (which allows a distortion filter) is the
+  fairer comparison. A Speex with the rate set needs the system libspeexdsp (``speexdsp``),
+  which does not install here;
 * ``speexdsp`` — the same MDF through the ``speexdsp`` SWIG binding (needs libspeexdsp);
 * ``webrtc-aec3`` — WebRTC's AEC3 through ``pywebrtc-audio`` (a ready wheel) and/or
   ``aec-audio-processing`` (builds WebRTC from source: 15–20 min);
