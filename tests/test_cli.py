@@ -1,5 +1,6 @@
 """The ``audiomask`` command, driven as a user would (in-process and as a subprocess)."""
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -418,6 +419,46 @@ def test_progress_is_silent_when_stderr_is_not_a_terminal(tiny_checkpoint, tmp_p
         short_wav(tmp_path / "in" / f"{i}.wav", seed=i)
     result = run_cli("separate", tmp_path / "in", "--model", tiny_checkpoint, "--out", tmp_path / "o")
     assert result.returncode == 0 and result.stderr.strip() == f"audiomask: {tmp_path / 'in'}: 2 audio files"
+
+
+# ----------------------------------------------------------------------------- issue 25: diagnostics are logged
+RANDOM_WEIGHTS = "convtasnet:tiny has random weights (no checkpoint given)"
+
+
+def test_a_warning_goes_through_the_audiomask_logger_and_reads_as_before(capsys, caplog):
+    assert main(["info", "convtasnet:tiny"]) == 0
+    [record] = [r for r in caplog.records if r.name.startswith("audiomask")]
+    assert (record.name, record.levelname, record.getMessage()) == ("audiomask.cli.common", "WARNING", RANDOM_WEIGHTS)
+    assert capsys.readouterr().err == f"audiomask: warning: {RANDOM_WEIGHTS}\n"
+
+
+def test_main_called_again_adds_no_second_handler(capsys):
+    for _ in range(3):
+        assert main(["info", "convtasnet:tiny"]) == 0
+        assert capsys.readouterr().err == f"audiomask: warning: {RANDOM_WEIGHTS}\n"
+    assert len(logging.getLogger("audiomask").handlers) == 1
+
+
+def test_importing_the_package_configures_no_logging():
+    """No handler or level is set on import; unconfigured, a library warning still reaches stderr
+    (Python's last-resort handler), as its bare message."""
+    code = ("import logging, audiomask, audiomask.cli, audiomask.training, audiomask.corpora.aec_eval\n"
+            "print(len(logging.root.handlers), len(logging.getLogger('audiomask').handlers), "
+            "logging.getLogger('audiomask').level)\n"
+            "audiomask.cli.load_model_arg('convtasnet:tiny')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0", "0"] and result.stderr == f"{RANDOM_WEIGHTS}\n"
+
+
+def test_aec_eval_run_as_a_module_writes_the_commands_lines(tmp_path):
+    """`python -m` runs aec_eval as __main__; its error line still comes out as `audiomask: error: …`."""
+    result = subprocess.run([sys.executable, "-m", "audiomask.corpora.aec_eval", "--model", "convtasnet:tiny",
+                             "--data", tmp_path / "m.csv", "--out", tmp_path / "o"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"audiomask: warning: {RANDOM_WEIGHTS}",
+        "audiomask: error: convtasnet:tiny (convtasnet) is not an echo canceller; use an AEC model such as d3net-aec"]
 
 
 # ----------------------------------------------------------------------------- issue 26 item 8: Python one-liners

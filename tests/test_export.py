@@ -7,6 +7,7 @@ Each export runs once per module (the fixtures); inputs are real speech."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -277,6 +278,18 @@ def test_cli_export_torchscript(tmp_path, capsys):
     for bad in ("0", "-5", "nan", "1e9"):
         assert main(["export", "convtasnet:tiny", "--streaming", "--block-ms", bad, "--out", str(tmp_path / "b.onnx")]) == 2
         assert "--block-ms must be a number of milliseconds" in capsys.readouterr().err
+
+
+def test_onnx_export_silences_other_loggers_but_not_its_stage_lines(caplog):
+    """torch.onnx's logging is switched off around the ONNX conversion; the stage lines, logged by
+    `audiomask export`, still get through."""
+    from audiomask.export.core import _quiet_loggers
+
+    stage = logging.getLogger("audiomask.cli.export")
+    with caplog.at_level(logging.INFO), _quiet_loggers(stage.info) as say:
+        logging.getLogger("torch.onnx").warning("torch's own progress")
+        say("converting to ONNX")
+    assert [r.getMessage() for r in caplog.records] == ["converting to ONNX"]
 
 
 # -- the pieces ------------------------------------------------------------------------------------

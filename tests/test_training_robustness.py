@@ -15,9 +15,17 @@ import torch
 
 import audiomask
 from audiomask.cli import main
+from audiomask.cli.common import log_to_stderr
 from audiomask.training import Trainer, TrainingError, load_config, resolve_device
 from audiomask.training.checkpoints import PREVIOUS, STATE, state_digest
 from test_training import small_speech_dir, write_config  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(autouse=True)
+def _log_on_stderr():
+    """The Trainer logs its warnings and notices; `audiomask train` shows them on stderr, where the
+    tests below read them, also for a Trainer driven directly and a test run on its own."""
+    log_to_stderr()
 
 
 def csv_steps(path):

@@ -1,10 +1,12 @@
 """What every ``audiomask`` command shares: the default models, the one-line ``CLIError``,
-``--model`` resolution, ``--device``/``--threads``, progress and error lines."""
+``--model`` resolution, ``--device``/``--threads``, progress, and the stderr lines of the
+package's log (:func:`log_to_stderr`)."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import sys
 from pathlib import Path
 
@@ -13,10 +15,50 @@ import torch
 DEFAULT_MODEL = "convtasnet-mini2mix"
 DEFAULT_CAUSAL_MODEL = "convtasnet-mini2mix-causal"
 DEFAULT_AEC_MODEL = "d3net-aec-small"  # the bundled echo canceller
+PLAIN = {"plain": True}  # ``extra=PLAIN``: a log line shown without the ``audiomask: `` prefix
+
+_log = logging.getLogger(__name__)
 
 
 class CLIError(Exception):
     """A one-line user error; printed as ``audiomask: error: <message>``, exit code 2."""
+
+
+class _Lines(logging.Formatter):
+    """The command's stderr lines: ``audiomask: error: …`` (ERROR and above), ``audiomask: warning: …``,
+    ``audiomask: …`` (INFO, DEBUG); a record logged with ``extra=PLAIN`` as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if getattr(record, "plain", False):
+            return record.message
+        kind = ("error: " if record.levelno >= logging.ERROR else
+                "warning: " if record.levelno >= logging.WARNING else "")
+        return f"audiomask: {kind}{record.message}"
+
+
+class _StderrLines(logging.Handler):
+    """Writes each record to the ``sys.stderr`` of the moment (tests swap it after this handler
+    exists), through ``tqdm.write`` so a line lands above a progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def log_to_stderr() -> None:
+    """Show the package's log (logger ``audiomask``, INFO and above) on stderr as the command's
+    lines; what an entry point (``main``) calls, never the library. A second call adds nothing."""
+    logger = logging.getLogger("audiomask")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        handler = _StderrLines()
+        handler.setFormatter(_Lines())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def load_model_arg(spec: str, device: str = "cpu") -> torch.nn.Module:
@@ -45,7 +87,7 @@ def load_model_arg_with_provenance(spec: str, device: str = "cpu") -> tuple[torc
             model = build(name, preset or None)
         except ValueError as e:
             raise CLIError(str(e)) from None
-        print(f"audiomask: warning: {spec} has random weights (no checkpoint given)", file=sys.stderr)
+        _log.warning("%s has random weights (no checkpoint given)", spec)
         return model.to(device).eval(), {}
     if path.suffix or "/" in spec:
         raise CLIError(f"{spec}: checkpoint not found")
@@ -96,11 +138,12 @@ def positive_int(text: str) -> int:
     return value
 
 
-def error_line(problem: object) -> str:
-    """The one line printed for a failed input, with the library's option names in the CLI's spelling."""
+def cli_message(problem: object) -> str:
+    """A failed input's problem with the library's option names in the CLI's spelling (logged as an
+    error: ``audiomask: error: …``)."""
     from audiomask.audio import DOWNMIX_HINT
 
-    return f"audiomask: error: {str(problem).replace(DOWNMIX_HINT, 'use --downmix')}"
+    return str(problem).replace(DOWNMIX_HINT, "use --downmix")
 
 
 def show_progress(args: argparse.Namespace) -> bool:

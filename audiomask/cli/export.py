@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 import time
+
+_log = logging.getLogger(__name__)
 
 EXPORT_EPILOG = """\
 examples:
@@ -59,7 +61,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from audiomask.cli.common import CLIError, load_model_arg
+    from audiomask.cli.common import PLAIN, CLIError, load_model_arg
     from audiomask.export import ExportError, export_model
 
     if args.format == "onnx":
@@ -79,7 +81,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def stage(text: str) -> None:  # progress on stderr: a large model takes minutes
         if not args.quiet:
-            print(f"[{time.perf_counter() - start:5.1f} s] {text}", file=sys.stderr, flush=True)
+            _log.info("[%5.1f s] %s", time.perf_counter() - start, text, extra=PLAIN)
 
     try:
         meta = export_model(model, args.out, args.format, streaming=args.streaming, block_ms=args.block_ms,

@@ -7,10 +7,12 @@ live next to the preparers they describe; :mod:`audiomask.cli` only registers it
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from audiomask.corpora import PREPARERS, prepare
 from audiomask.corpora.common import PrepareError
+
+_log = logging.getLogger(__name__)
 
 
 def _epilog() -> str:
@@ -72,6 +74,6 @@ def run_prepare(args: argparse.Namespace) -> int:
     except PrepareError as e:
         raise CLIError(str(e)) from None
     for warning in result.warnings:
-        print(f"audiomask: warning: {warning}", file=sys.stderr)
+        _log.warning("%s", warning)
     print(result.table())
     return 0

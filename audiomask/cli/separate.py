@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
-import sys
 from typing import Sequence
 
 import torch
@@ -12,12 +12,14 @@ import torch
 from audiomask.audio import AudioError
 from audiomask.cli.common import (
     CLIError,
-    error_line,
+    cli_message,
     load_model_arg,
     refuse_echo_canceller,
     resolve_device,
     show_progress,
 )
+
+_log = logging.getLogger(__name__)
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if args.ref and (len(args.inputs) != 1 or len(inputs) != 1):
         raise CLIError("--ref scores one input: give exactly one IN (a file) with --ref")
     for line in notes if not args.quiet else []:
-        print(f"audiomask: {line}", file=sys.stderr)
+        _log.info("%s", line)
     device = resolve_device(args.device)
     apply_threads(args.threads, "batch")
     model = load_model_arg(args.model, device)
@@ -45,19 +47,18 @@ def cmd_separate(args: argparse.Namespace) -> int:
                                          extras=["_spectrogram.png"] if args.spectrogram else [])
     errors += plan_errors
     for message in errors:
-        print(error_line(message), file=sys.stderr)
+        _log.error("%s", cli_message(message))
     failed = len(errors)
     results = separate_planned(model, plans, OUTPUT_FORMATS[args.format], args.downmix, args.chunk,
                                progress=show_progress(args))
     for plan, result in zip(plans, results):
         if isinstance(result, AudioError):
-            print(error_line(result), file=sys.stderr)
+            _log.error("%s", cli_message(result))
             failed += 1
             continue
         if result.peak_scale < 1.0:
-            print(f"audiomask: warning: {result.input}: the estimates would peak above full scale; all of "
-                  f"its outputs were scaled down by {-20 * math.log10(result.peak_scale):.1f} dB so none clips",
-                  file=sys.stderr)
+            _log.warning("%s: the estimates would peak above full scale; all of its outputs were scaled "
+                         "down by %.1f dB so none clips", result.input, -20 * math.log10(result.peak_scale))
         if not args.quiet:
             print("\n".join(map(str, result.paths)))
         if args.spectrogram:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
-import sys
 import time
 
 import torch
 
 from audiomask.cli.common import (
     DEFAULT_AEC_MODEL,
+    PLAIN,
     CLIError,
     load_model_arg,
     refuse_echo_canceller,
     resolve_device,
 )
+
+_log = logging.getLogger(__name__)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -44,8 +47,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         return _stream_microphone(model, block, args)
     wav, rate = read_audio(args.input, channels=1, downmix=args.downmix)
     if rate != model.sample_rate:
-        print(f"{args.input}: {rate} Hz, resampled to the model's {model.sample_rate} Hz for streaming "
-              f"and the sources back to {rate} Hz", file=sys.stderr)
+        _log.info("%s: %d Hz, resampled to the model's %d Hz for streaming and the sources back to %d Hz",
+                  args.input, rate, model.sample_rate, rate, extra=PLAIN)
     threads = choose_threads(args.threads, "stream", block_ms=args.block_ms)
     est, report = simulate(model, resample(wav[0], rate, model.sample_rate), block, threads=threads,
                            progress=not args.quiet)
@@ -66,8 +69,8 @@ def _stream_microphone(model: torch.nn.Module, block: int, args: argparse.Namesp
     from audiomask.runtime import choose_threads
     from audiomask.streaming import Stream
 
-    print(f"streaming the default microphone through {args.model} for {args.seconds:g} s "
-          "(source 1 to the left channel, source 2 to the right); Ctrl-C stops", file=sys.stderr)
+    _log.info("streaming the default microphone through %s for %g s (source 1 to the left channel, "
+              "source 2 to the right); Ctrl-C stops", args.model, args.seconds, extra=PLAIN)
     # a live stream goes on through a NaN from the device: those samples are zeroed and counted
     with Stream(model, block, threads=choose_threads(args.threads, "stream", block_ms=args.block_ms),
                 nonfinite="zero") as stream, \
@@ -123,8 +126,8 @@ def cmd_aec(args: argparse.Namespace) -> int:
         model, args.mic, args.far, targets, stream_block_ms=args.block_ms if args.stream else None,
         downmix=args.downmix, subtype=subtype)
     if peak_scale < 1.0:
-        print(f"audiomask: warning: {args.mic}: the outputs would peak above full scale; they were scaled "
-              f"down by {-20 * math.log10(peak_scale):.1f} dB so none clips", file=sys.stderr)
+        _log.warning("%s: the outputs would peak above full scale; they were scaled down by %.1f dB so none "
+                     "clips", args.mic, -20 * math.log10(peak_scale))
     if not args.quiet:
         print("\n".join(map(str, paths)))
         if report is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from audiomask.cli.common import CLIError
+
+_log = logging.getLogger(__name__)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -19,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = train(cfg, progress=not args.quiet)
     except (TrainingError, CheckpointError) as e:  # the run's device, files or numbers
-        print(f"audiomask: error: {e}", file=sys.stderr)
+        _log.error("%s", e)
         return 1
     if summary["interrupted"]:
         return 128 + summary["interrupted"]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import os
 import sys
@@ -37,6 +38,7 @@ from audiomask.fileio import atomic_target
 from audiomask.metrics import erle, si_sdr
 
 __all__ = ["evaluate_aec", "read_aec_manifest", "main"]
+_log = logging.getLogger("audiomask.corpora.aec_eval")  # by name: under `python -m` __name__ is __main__
 
 AEC_COLUMNS = ("mic", "far", "near", "echo")
 SILENT_DB = -60.0  # near-end energy this far below the microphone's: far-end single talk
@@ -146,15 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pesq", action="store_true", help="skip PESQ even when installed")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from audiomask.cli.common import CLIError, load_model_arg
+    from audiomask.cli.common import CLIError, load_model_arg, log_to_stderr
     from audiomask.echo_cancellation import check_aec_model
 
+    log_to_stderr()  # the package's warnings and this command's error line
     try:
         model = load_model_arg(args.model, args.device)
         check_aec_model(model, args.model)
         result = evaluate_aec(model, args.data, args.out, progress=not args.quiet, compute_pesq=not args.no_pesq)
     except (CLIError, ManifestError, AudioError, ValueError) as e:
-        print(f"audiomask: error: {e}", file=sys.stderr)
+        _log.error("%s", e)
         return 2
     print(_table(result))
     return 0

@@ -236,7 +236,7 @@ def _export_onnx(model: nn.Module, graph: nn.Module, target: Path, meta: dict[st
         batch = torch.export.Dim("batch", min=1, max=1024)
         length = torch.export.Dim("time", min=min_length(model), max=2**31 - 1)
         dynamic = tuple({0: batch, 1: length} for _ in inputs)
-    with warnings.catch_warnings(), _quiet_loggers():
+    with warnings.catch_warnings(), _quiet_loggers(say) as say:
         warnings.simplefilter("ignore")
         say("capturing the graph (torch.export)")
         try:
@@ -280,13 +280,22 @@ def _export_torchscript(model: nn.Module, graph: nn.Module, target: Path, meta: 
 
 
 @contextlib.contextmanager
-def _quiet_loggers() -> Iterator[None]:
-    """torch.onnx reports progress through print and logging; keep the CLI's output to ours."""
+def _quiet_loggers(say: Callable[[str], None]) -> Iterator[Callable[[str], None]]:
+    """torch.onnx reports progress through print and logging; keep the CLI's output to ours: the
+    ``say`` yielded lets its own line through (the CLI logs the stage lines)."""
     level = logging.root.manager.disable
+
+    def loud(text: str) -> None:
+        logging.disable(level)
+        try:
+            say(text)
+        finally:
+            logging.disable(logging.WARNING)
+
     logging.disable(logging.WARNING)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            yield
+            yield loud
     finally:
         logging.disable(level)
 

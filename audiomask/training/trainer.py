@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +47,7 @@ from audiomask.training.config import TrainConfig
 
 TRAIN_FIELDS = ["step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
 VALID_FIELDS = ["step", "si_sdri", "best_si_sdri", "lr_scale"]
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -195,7 +196,7 @@ class Trainer:
         self.saved_step: int | None = None  # step of the newest checkpoint on disk
         self.elapsed_before = 0.0  # training seconds spent by earlier (interrupted) processes
         self._t0 = time.time()
-        state = (read_state(self.out, lambda text: self._say(f"warning: {text}"), tidy=self.dist.is_main)
+        state = (read_state(self.out, lambda text: self._say(text, logging.WARNING), tidy=self.dist.is_main)
                  if self.out.is_dir() else None)
         if state is not None:
             self._resume(state)
@@ -210,12 +211,10 @@ class Trainer:
                                                                  find_unused_parameters=True)
 
     # -- setup ---------------------------------------------------------------------------
-    def _say(self, message: str) -> None:
-        """A line on stderr from rank 0 (above the progress bar)."""
+    def _say(self, message: str, level: int = logging.INFO) -> None:
+        """Log ``message`` from rank 0 only (``audiomask train`` shows it on stderr, above the progress bar)."""
         if self.dist.is_main:
-            from tqdm import tqdm
-
-            tqdm.write(f"audiomask: {message}", file=sys.stderr)
+            _log.log(level, "%s", message)
 
     # -- schedule ------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -460,8 +459,8 @@ class Trainer:
         what = f"loss {loss:g}, gradient norm {grad_norm:g}"
         self.nonfinite_run += 1
         if o.nonfinite == "skip" and self.nonfinite_run <= o.max_nonfinite_skips:
-            self._say(f"warning: step {step}: non-finite {what}; step skipped "
-                      f"({self.nonfinite_run} in a row, at most optim.max_nonfinite_skips={o.max_nonfinite_skips})")
+            self._say(f"step {step}: non-finite {what}; step skipped ({self.nonfinite_run} in a row, "
+                      f"at most optim.max_nonfinite_skips={o.max_nonfinite_skips})", logging.WARNING)
             return
         why = (f"{self.nonfinite_run} non-finite steps in a row (optim.max_nonfinite_skips={o.max_nonfinite_skips})"
                if o.nonfinite == "skip" else f"non-finite {what}")
