@@ -148,16 +148,6 @@ def test_numpy_and_integer_pcm_blocks_are_scaled_to_unit_range(model, dtype, sca
     assert want.abs().max() > 1e-3  # not silence
 
 
-def test_aec_session_takes_int16_numpy_blocks(aec_model):
-    pcm = np.random.default_rng(7).integers(-8000, 8000, size=(2, 1600)).astype(np.int16)
-    session = aec_model.stream()
-    got = torch.cat([session.process(pcm[0, i : i + 160], pcm[1, i : i + 160]) for i in range(0, 1600, 160)]
-                    + [session.flush()], dim=-1)
-    with torch.no_grad():
-        want = aec_model(*torch.from_numpy(pcm.astype(np.float32) / 2**15))
-    assert got.shape == want.shape and (got - want).abs().max() <= 1e-5
-
-
 def test_numpy_float_blocks_equal_torch_blocks(model):
     x = (np.random.default_rng(6).standard_normal(1000) * 0.3)  # float64, as numpy makes them
     got = run(model.stream(), [x[i : i + 128] for i in range(0, 1000, 128)])
