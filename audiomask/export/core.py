@@ -127,11 +127,6 @@ def build_graph(model: nn.Module, streaming: bool = False, block_ms: float = 10.
     return _streaming_graph_class(model)(model, block).eval()
 
 
-def min_length(model: nn.Module) -> int:
-    """Shortest input an offline graph takes: the model's own ``min_length``."""
-    return int(model.min_length)
-
-
 # -- metadata ------------------------------------------------------------------------------------
 def metadata(model: nn.Module, graph: nn.Module, fmt: str) -> dict[str, str]:
     """String → string facts written into the exported file."""
@@ -165,7 +160,7 @@ def metadata(model: nn.Module, graph: nn.Module, fmt: str) -> dict[str, str]:
             "kind": "offline",
             "n_src": "1" if aec else str(model.n_src),
             "inputs": json.dumps(["mic", "far"] if aec else ["mix"]),
-            "min_length": str(min_length(model)),
+            "min_length": str(model.min_length),
             "usage": ("est = graph(" + ("mic, far" if aec else "mix") + "): float32 [batch, T] each, at "
                       "sample_rate, T >= min_length; est is [batch, n_src, T]"),
         })
@@ -186,7 +181,7 @@ def _example_inputs(model: nn.Module, graph: nn.Module) -> tuple[torch.Tensor, .
     if isinstance(graph, StreamGraph):
         return graph.example_inputs()
     gen = torch.Generator().manual_seed(0)
-    length = max(model.sample_rate + 123, 4 * min_length(model) + 3)
+    length = max(model.sample_rate + 123, 4 * model.min_length + 3)
     n_inputs = 2 if isinstance(graph, OfflineAEC) else 1
     return tuple(0.1 * torch.randn(2, length, generator=gen) for _ in range(n_inputs))
 
@@ -234,7 +229,7 @@ def _export_onnx(model: nn.Module, graph: nn.Module, target: Path, meta: dict[st
     dynamic = None
     if not isinstance(graph, StreamGraph):
         batch = torch.export.Dim("batch", min=1, max=1024)
-        length = torch.export.Dim("time", min=min_length(model), max=2**31 - 1)
+        length = torch.export.Dim("time", min=model.min_length, max=2**31 - 1)
         dynamic = tuple({0: batch, 1: length} for _ in inputs)
     with warnings.catch_warnings(), _quiet_loggers(say) as say:
         warnings.simplefilter("ignore")

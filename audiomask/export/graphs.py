@@ -137,7 +137,6 @@ class ConvTasNetStream(StreamGraph):
         s = self.masker_state = TCNStreamState(masker, 1, None)
         # the masker's weights (maskers/tcn/weights.py); their tensors as buffers, so that the
         # exported graph holds them as initializers
-        self.norm, self.head, self.blocks = s.norm, s.head, s.blocks
         for j, t in enumerate(tensors_of(s.head)):
             self.register_buffer(f"head_{j}", t.detach().clone(), persistent=False)
         for i, w in enumerate(s.blocks):
@@ -171,9 +170,9 @@ class ConvTasNetStream(StreamGraph):
         # graph's buffers, histories of exactly (P-1)·d frames (no spare room: ``ends`` empty),
         # a decoder with no left padding to drop (the graph's caller discards it)
         masker = copy.copy(self.masker_state)
-        masker.head = with_tensors(self.head, [getattr(self, f"head_{j}") for j in range(len(tensors_of(self.head)))])
+        masker.head = with_tensors(masker.head, [getattr(self, f"head_{j}") for j in range(len(tensors_of(masker.head)))])
         masker.blocks = [with_tensors(w, [getattr(self, f"block_{i}_{j}") for j in range(len(tensors_of(w)))])
-                         for i, w in enumerate(self.blocks)]
+                         for i, w in enumerate(masker.blocks)]
         masker.norm_states = list(norm_states)
         masker.buffers = list(rest[n_norm : n_norm + len(self.contexts)])
         masker.ends, masker.native = [], None
