@@ -44,8 +44,8 @@ def test_babble_never_uses_the_excluded_speakers():
         assert noise == pytest.approx(np.full(50, 3.0))  # three unit-RMS constants
 
 
-def test_dataset_with_synthetic_noise_mixes_at_the_drawn_snr():
-    files, _ = split_by_speaker(sorted((SHARED_DATA / "librispeech-mini").glob("*.flac")), 25, seed=0)
+def test_dataset_with_synthetic_noise_mixes_at_the_drawn_snr(speech_files):  # skipped without ../shared/data
+    files, _ = split_by_speaker(speech_files, 25, seed=0)
     ds = DynamicMixingDataset(files[:20], 8000, segment=1.0, length=8, seed=3, synthetic_noise=1.0,
                               snr_db=(0.0, 10.0))
     kinds = set()
@@ -62,8 +62,8 @@ def test_dataset_with_synthetic_noise_mixes_at_the_drawn_snr():
     assert torch.equal(again[5][0], ds[5][0])  # resumable: a function of (seed, index)
 
 
-def test_noise_prob_and_span_and_defaults_unchanged():
-    files, _ = split_by_speaker(sorted((SHARED_DATA / "librispeech-mini").glob("*.flac")), 25, seed=0)
+def test_noise_prob_and_span_and_defaults_unchanged(speech_files):  # skipped without ../shared/data
+    files, _ = split_by_speaker(speech_files, 25, seed=0)
     noise_dir = SHARED_DATA / "noise"
     plain = DynamicMixingDataset(files[:10], 8000, segment=1.0, length=4, seed=1, noise_files=noise_dir)
     explicit = DynamicMixingDataset(files[:10], 8000, segment=1.0, length=4, seed=1, noise_files=noise_dir,
