@@ -88,10 +88,10 @@ class SeparatedFile:
 def separate_one(model: torch.nn.Module, path: str | os.PathLike, downmix: bool = False, chunk: str = "auto",
                  progress: bool = False) -> SeparatedFile:
     """Read and separate one file (nothing written); estimates at the mixture's level."""
+    model_rate = model.sample_rate
     wav, rate = read_audio(path, channels=1, downmix=downmix)
-    at_model_rate = separate(model, resample(wav[0], rate, model.sample_rate), model.sample_rate,
-                             chunk=chunk, progress=progress)
-    est = back_to_rate(at_model_rate, model.sample_rate, rate, wav.shape[-1])
+    at_model_rate = separate(model, resample(wav[0], rate, model_rate), model_rate, chunk=chunk, progress=progress)
+    est = back_to_rate(at_model_rate, model_rate, rate, wav.shape[-1])
     est, _ = match_mixture_level(est, wav[0])
     return SeparatedFile(Path(path), [], wav[0], est, rate, at_model_rate)
 

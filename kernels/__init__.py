@@ -376,10 +376,10 @@ def tcn_block_forward(block, x: Tensor):
                        block.in_norm.eps)
     kind = norm_name(block.dw_norm)
     if kind is None:
-        y = block.dw_norm(block.dw_act(block.dw_conv(torch.nn.functional.pad(y, block.dw_padding()))))
+        y = block.dw_norm(block.dw_act(block.dw_conv(torch.nn.functional.pad(y, block.padding))))
     else:
         y = dwconv_prelu_norm(y, block.dw_conv.weight, block.dw_conv.bias, block.dilation,
-                              block.dw_padding(), block.dw_act.weight, block.dw_norm.weight,
+                              block.padding, block.dw_act.weight, block.dw_norm.weight,
                               block.dw_norm.bias, kind, block.dw_norm.eps)
     skip = block.skip_conv(y) if block.skip_conv is not None else None
     return block.res_conv(y), skip

@@ -170,9 +170,9 @@ def test_references_equal_the_tcn_block(norm, causal):
     ref = kernels.reference_prelu_norm(u, block.in_act.weight, block.in_norm.weight, block.in_norm.bias,
                                        norm, block.in_norm.eps)
     assert torch.equal(ref, y)
-    want = block.dw_norm(block.dw_act(block.dw_conv(F.pad(y, block.dw_padding()))))
+    want = block.dw_norm(block.dw_act(block.dw_conv(F.pad(y, block.padding))))
     got = kernels.reference_dwconv_prelu_norm(y, block.dw_conv.weight, block.dw_conv.bias, block.dilation,
-                                              block.dw_padding(), block.dw_act.weight, block.dw_norm.weight,
+                                              block.padding, block.dw_act.weight, block.dw_norm.weight,
                                               block.dw_norm.bias, norm, block.dw_norm.eps)
     assert torch.equal(got, want)
 

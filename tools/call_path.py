@@ -8,6 +8,8 @@ how many times the path comes back to a file it had left (back-and-forth).
 
     python tools/call_path.py [--model convtasnet-mini2mix] [--input egs/quickstart/mix.wav]
     python tools/call_path.py --start ConvTasNet.forward     # the model's part only
+    python tools/call_path.py --functions                    # every call, file:function
+    python tools/call_path.py --kernels-as-library           # compiled-kernel wrappers left out
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ PACKAGE = ROOT / "audiomask"
 
 
 DECODERS = ("ConvDecoder.", "ISTFTDecoder.")
+#: the wrappers of compiled kernels and memory (``--kernels-as-library``): the C kernels, oneDNN's
+#: inner product, the Triton kernels and the memory-mapped buffers — called per block by the
+#: fused paths the way the modules call torch ops
+KERNEL_WRAPPERS = ("audiomask/native/", "audiomask/nn/onednn.py", "kernels/", "audiomask/runtime.py")
 
 
 class _Stop(Exception):
     pass
 
 
-def trace(model: str, wav: str, start: str = "cmd_separate") -> list[str]:
+def trace(model: str, wav: str, start: str = "cmd_separate", functions: bool = False,
+          skip: tuple[str, ...] = ()) -> list[str]:
     """The files (relative to the repository) that run, collapsed, until the decoder first
     runs (a method of a decoder class, or a model's ``decode``)."""
     import audiomask  # noqa: F401  (imports happen before tracing)
@@ -46,6 +53,8 @@ def trace(model: str, wav: str, start: str = "cmd_separate") -> list[str]:
         if not (name.startswith(str(PACKAGE)) or name.startswith(kernels)):
             return
         rel = str(Path(name).resolve().relative_to(ROOT))
+        if rel.startswith(skip):
+            return
         qualname = frame.f_code.co_qualname
         if qualname == start:
             started.append(True)
@@ -54,7 +63,9 @@ def trace(model: str, wav: str, start: str = "cmd_separate") -> list[str]:
         if (qualname.startswith(DECODERS) and not qualname.endswith("__init__")) or qualname.endswith(".decode"):
             files.append(rel)
             raise _Stop
-        if not files or files[-1] != rel:
+        if functions:
+            files.append(f"{rel}:{qualname}")
+        elif not files or files[-1] != rel:
             files.append(rel)
 
     with tempfile.TemporaryDirectory() as out:
@@ -68,15 +79,19 @@ def trace(model: str, wav: str, start: str = "cmd_separate") -> list[str]:
     return files
 
 
-def summarize(files: list[str]) -> tuple[int, int]:
-    """(distinct files, returns to a file already left — a loop over blocks that calls into
-    two helper files counts once per pass)."""
+def summarize(files: list[str]) -> tuple[int, int, int]:
+    """(distinct files, returns to a file already left, alternations). A return is any visit
+    to a file the path had left — mostly a composer taking control back (the model's
+    ``forward`` after its encoder ran). An alternation is a pair of files visited A, B, A, B in
+    a row: one file calling back and forth into another, as a loop over blocks does when its
+    body lives in two files."""
     seen, back = set(), 0
     for i, f in enumerate(files):
         if f in seen and files[i - 1] != f:
             back += 1
         seen.add(f)
-    return len(seen), back
+    alternations = sum(files[i] == files[i + 2] and files[i + 1] == files[i + 3] for i in range(len(files) - 3))
+    return len(seen), back, alternations
 
 
 def main() -> None:
@@ -86,12 +101,19 @@ def main() -> None:
     ap.add_argument("--start", default="cmd_separate",
                     help="qualified name of the function the path starts at, e.g. ConvTasNet.forward "
                          "(the separation alone, after loading and file handling)")
+    ap.add_argument("--functions", action="store_true",
+                    help="list every call (file:function) instead of the collapsed files")
+    ap.add_argument("--kernels-as-library", action="store_true",
+                    help="leave out the files of KERNEL_WRAPPERS, as calls into torch are left out")
     args = ap.parse_args()
-    files = trace(args.model, args.input, args.start)
+    files = trace(args.model, args.input, args.start, args.functions,
+                  KERNEL_WRAPPERS if args.kernels_as_library else ())
     for f in files:
         print(f"  {f}")
-    distinct, back = summarize(files)
-    print(f"{distinct} files, {len(files)} visits, {back} returns to a file already left")
+    collapsed = [f for i, f in enumerate(f.split(":")[0] for f in files) if i == 0 or f != files[i - 1].split(":")[0]]
+    distinct, back, alternations = summarize(collapsed)
+    print(f"{distinct} files, {len(files)} visits, {back} returns to a file already left, "
+          f"{alternations} alternations (A, B, A, B)")
 
 
 if __name__ == "__main__":

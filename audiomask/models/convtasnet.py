@@ -123,8 +123,8 @@ class ConvTasNet(EncoderMaskerDecoder):
         return out
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        wav, unbatched = as_batch(mix)
-        if not runs_cpu_inference(self.masker, wav):
+        if not runs_cpu_inference(self.masker, mix):
             return super().forward(mix)
+        wav, unbatched = as_batch(mix)
         est = torch.stack([cpu_inference.separate(self, w) for w in wav])  # same result, less memory
         return est[0] if unbatched else est

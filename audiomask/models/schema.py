@@ -37,7 +37,7 @@ LIMITS: dict[str, dict[str, Any]] = {
         "n_src": _N_SRC, "sample_rate": _SAMPLE_RATE, "n_filters": _CHANNELS, "kernel_size": (1, 4096),
         "stride": (1, 4096), "bn_chan": _CHANNELS, "hid_chan": _CHANNELS, "skip_chan": (0, 8192),
         "conv_kernel_size": (1, 64), "n_blocks": (1, 16), "n_repeats": (1, 64), "norm": tuple(NORMS),
-        "mask_act": TCN_MASK_ACTIVATIONS, "framing": tuple(FRAMINGS), "encoder_activation": (None, "relu"),
+        "mask_act": tuple(TCN_MASK_ACTIVATIONS), "framing": tuple(FRAMINGS), "encoder_activation": (None, "relu"),
     },
     "mossformer": {
         "n_src": _N_SRC, "sample_rate": _SAMPLE_RATE, "n_filters": _CHANNELS, "kernel_size": (1, 4096),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import math
 
 import torch
 
@@ -129,6 +130,17 @@ def prelu_stats(x: torch.Tensor, slope: float = 1.0) -> tuple[float, float]:
     _checked(_stats(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], float(slope),
                     torch.get_num_threads(), sums))
     return sums[0], sums[1]
+
+
+def moments(parts, count: int, eps: float) -> tuple[float, float]:
+    """gLN's statistics from :func:`prelu_stats`'s sums: the mean and ``1/sqrt(var + eps)``
+    (biased variance) of ``count`` values whose ``(Σx, Σx²)`` come in ``parts`` (an iterable of
+    pairs, e.g. one per span of rows)."""
+    total = total_sq = 0.0
+    for s, q in parts:
+        total, total_sq = total + s, total_sq + q
+    mean = total / count
+    return mean, 1.0 / math.sqrt(max(total_sq / count - mean * mean, 0.0) + eps)
 
 
 def norm_dwconv_prelu(x: torch.Tensor, slope: float, scale: torch.Tensor, shift: torch.Tensor,

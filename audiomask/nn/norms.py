@@ -14,7 +14,6 @@ All three have a per-channel gain ``weight`` and ``bias`` of shape ``[channels]`
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -54,17 +53,6 @@ class GlobalLayerNorm(nn.GroupNorm):
         super().__init__(1, channels, eps=eps)
 
     causal = False
-
-
-def global_moments(parts, count: int, eps: float) -> Tuple[float, float]:
-    """gLN's statistics from running sums: the mean and ``1/sqrt(var + eps)`` (biased variance)
-    of ``count`` values whose ``(Σx, Σx²)`` come in ``parts`` (an iterable of pairs, e.g. one
-    per chunk, as :func:`audiomask.native.prelu_stats` returns them)."""
-    total = total_sq = 0.0
-    for s, q in parts:
-        total, total_sq = total + s, total_sq + q
-    mean = total / count
-    return mean, 1.0 / math.sqrt(max(total_sq / count - mean * mean, 0.0) + eps)
 
 
 class CumulativeLayerNorm(_ChannelAffineNorm):

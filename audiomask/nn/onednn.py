@@ -7,9 +7,11 @@ compiler emits for linear layers on CPU — runs Conv-TasNet's 1×1 convs (``[40
 [128, 512]``, ``[4000, 512] × [512, 256]``) at 400–500 GFLOP/s on the same cores. Its
 ``binary`` variant adds a tensor to the product in the same pass (``x Wᵀ + other``).
 
-:func:`enabled` decides: a probe on first use (the op exists, this build has oneDNN, and it
-agrees with ``F.linear``), and the acceleration mode (:mod:`audiomask.accel`) not
-``reference``; otherwise the functions are ``F.linear`` and ``addmm``. No autograd: callers use them under ``no_grad``/``inference_mode``.
+:func:`available` decides, by a probe on first use (the op exists, this build has oneDNN,
+and it agrees with ``F.linear``); otherwise the functions are ``F.linear`` and ``addmm``. The
+acceleration mode (:mod:`audiomask.accel`) is the callers' to ask, once per call of theirs:
+the C-fused TCN paths, which run only where the policy chose them, and the benches
+(:func:`enabled`). No autograd: callers use them under ``no_grad``/``inference_mode``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def enabled() -> bool:
 
 
 def _usable(x: Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2 and enabled()
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2 and available()
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, block_weights, head_weights
+from audiomask.maskers.tcn.weights import MASK_ACTIVATIONS, BlockWeights, HeadWeights, tcn_weights
 from audiomask.nn import onednn
-from audiomask.nn.norms import global_moments
 from audiomask.runtime import mapped_zeros
 
 
@@ -74,10 +73,10 @@ def _plan(masker) -> _Plan:
     cached = getattr(masker, "_fast_plan", None)
     if key is not None and cached is not None and cached.key == key:
         return cached
-    head = head_weights(masker)
+    head, block_ws = tcn_weights(masker)
     blocks = [_FoldedBlock(w, slope_in=float(w.a1.reshape(-1)[0]), slope_dw=float(w.a2.reshape(-1)[0]),
                            w_gamma=w.w_out @ w.g2, b_const=w.b_out + w.w_out @ w.be2)
-              for w in map(block_weights, masker.blocks)]
+              for w in block_ws]
     plan = _Plan(key=key, head=head, w_bn=head.w_bn * head.norm_w, w_bn_gamma=head.w_bn @ head.norm_w,
                  b_bn=head.b_bn + head.w_bn @ head.norm_b, blocks=blocks)
     masker._fast_plan = plan
@@ -122,7 +121,7 @@ def bottleneck(masker, encode: Callable[[int, int], Tensor], frames: int) -> tup
     spans = _spans(frames)
     kept = encode(*spans[0]).contiguous() if len(spans) == 1 else None
     sums = [native.prelu_stats(kept if kept is not None else encode(r0, r1).contiguous(), 1.0) for r0, r1 in spans]
-    mean, inv = global_moments(sums, frames * p.head.norm_w.shape[0], p.head.eps)
+    mean, inv = native.moments(sums, frames * p.head.norm_w.shape[0], p.head.eps)
     w = p.w_bn * inv
     acc = mapped_zeros(frames, width)  # [x | skip]: residual path and summed skips
     for r0, r1 in spans:
@@ -180,13 +179,13 @@ def _block(b: _FoldedBlock, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor | 
             sums.append(native.prelu_stats(part, b.slope_in))
             h[r0:r1] = part
             del part  # before the next one is made
-    mean, inv = global_moments(sums, count, w.eps1)
+    mean, inv = native.moments(sums, count, w.eps1)
     scale = w.g1 * inv
     middle = functools.partial(native.norm_dwconv_prelu, h, b.slope_in, scale, w.be1 - scale * mean,
                                w.taps, w.b_dw.contiguous(), w.dilation, w.pad, b.slope_dw)
     whole = g.shape[0] == frames  # one depthwise pass, kept in g
     sums = [middle(g if whole else None, rows=span) for span in spans]
-    mean, inv = global_moments(sums, count, w.eps2)
+    mean, inv = native.moments(sums, count, w.eps2)
     w_out = w.w_out * (w.g2 * inv)  # [Wᵣₑₛ; W_skip] diag(γ₂) / σ₂
     for r0, r1 in spans:
         if not whole:
@@ -198,7 +197,7 @@ def _block(b: _FoldedBlock, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor | 
 @torch.no_grad()
 def tcn_scores(masker, features: Tensor) -> Tensor:
     """Mask scores before the activation for frames-major ``features [T, ·]``: ``[T, C·N]``
-    (the activation, :meth:`TCNMasker._activate`, is element-wise or across sources, so it
+    (the activation, :data:`~.weights.MASK_ACTIVATIONS`, is element-wise or across sources, so it
     applies to the ``[T, C, N]`` view as it is)."""
     head = _plan(masker).head
     return onednn.linear(F.prelu(features, head.slope), head.w_mask, head.b_mask)
@@ -225,7 +224,7 @@ def separate(model, wav: Tensor) -> Tensor:
         hidden = F.prelu(features[t0:t1], head.slope)
         scores = onednn.linear(hidden, head.w_mask, head.b_mask).view(t1 - t0, n_src, -1)
         rep = encoder.frames_major(wav, t0, t1)  # encoded again, span by span
-        masked = masker._activate(scores).mul_(rep.unsqueeze(1))  # [F', C, N]
+        masked = MASK_ACTIVATIONS[masker.mask_act](scores).mul_(rep.unsqueeze(1))  # [F', C, N]
         torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
     del acc, features
     return model.decoder.decode_frames(frames, wav.shape[-1])

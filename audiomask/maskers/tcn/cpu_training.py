@@ -27,9 +27,8 @@ import torch
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import block_weights
+from audiomask.maskers.tcn.weights import tcn_weights
 from audiomask.nn import onednn
-from audiomask.nn.norms import global_moments
 
 
 def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1: float, g1: Tensor,
@@ -40,11 +39,11 @@ def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1
     batch, frames, hidden = h.shape
     count, out = frames * hidden, []
     for b in range(batch):
-        mu1, r1 = stats[b][:2] if stats else global_moments([native.prelu_stats(h[b], a1)], count, eps1)
+        mu1, r1 = stats[b][:2] if stats else native.moments([native.prelu_stats(h[b], a1)], count, eps1)
         scale = g1 * r1
         sums = native.norm_dwconv_prelu(h[b], a1, scale, be1 - scale * mu1, taps, dw_b, dilation, pad,
                                         a2, g[b], None if v is None else v[b])
-        out.append((mu1, r1) + (stats[b][2:] if stats else global_moments([sums], count, eps2)))
+        out.append((mu1, r1) + (stats[b][2:] if stats else native.moments([sums], count, eps2)))
     return out
 
 
@@ -126,8 +125,8 @@ def tcn_features(masker, rep: Tensor) -> Tensor:
     ``rep [B, N, T]``, through the fused blocks."""
     x = masker.bottleneck(masker.input_norm(rep)).transpose(1, 2).contiguous()  # [B, T, Bc]
     n_bn, skip = x.shape[-1], None
-    for block in masker.blocks:
-        y = FusedTCNBlock.apply(x, *block_weights(block))
+    for w in tcn_weights(masker)[1]:
+        y = FusedTCNBlock.apply(x, *w)
         x = x + y[..., :n_bn]
         if y.shape[-1] > n_bn:
             skip = y[..., n_bn:] if skip is None else skip + y[..., n_bn:]

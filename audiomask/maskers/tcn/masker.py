@@ -22,7 +22,7 @@ from audiomask.maskers.tcn import cpu_inference, cpu_training
 from audiomask.maskers.tcn.paths import select_path
 from audiomask.maskers.tcn.stream_step import tcn_step
 from audiomask.maskers.tcn.stream_step_c import NativeStreamPlan, native_step
-from audiomask.maskers.tcn.weights import MASK_ACTIVATIONS, activate_masks, block_weights, head_weights
+from audiomask.maskers.tcn.weights import MASK_ACTIVATIONS, tcn_weights
 from audiomask.nn.history import history_buffer
 from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
 
@@ -43,6 +43,10 @@ class DepthwiseTCNBlock(nn.Module):
         if not causal and (kernel_size - 1) * dilation % 2:
             raise ValueError(f"a non-causal TCN needs an odd kernel size, got {kernel_size}")
         self.causal, self.dilation, self.kernel_size = causal, dilation, kernel_size
+        #: frames of left context the depthwise conv needs: ``(P - 1) · d``
+        self.context = (kernel_size - 1) * dilation
+        #: the depthwise conv's zero padding (left, right)
+        self.padding = (self.context, 0) if causal else (self.context // 2, self.context // 2)
         self.in_conv = nn.Conv1d(bn_chan, hid_chan, 1)
         self.in_act = nn.PReLU()
         self.in_norm = make_norm(norm, hid_chan)
@@ -52,17 +56,9 @@ class DepthwiseTCNBlock(nn.Module):
         self.res_conv = nn.Conv1d(hid_chan, bn_chan, 1)
         self.skip_conv = nn.Conv1d(hid_chan, skip_chan, 1) if skip_chan else None
 
-    @property
-    def context(self) -> int:
-        """Frames of left context the depthwise conv needs: ``(P - 1) · d``."""
-        return (self.kernel_size - 1) * self.dilation
-
-    def dw_padding(self) -> tuple[int, int]:
-        return (self.context, 0) if self.causal else (self.context // 2, self.context // 2)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         y = self.in_norm(self.in_act(self.in_conv(x)))
-        y = self.dw_norm(self.dw_act(self.dw_conv(F.pad(y, self.dw_padding()))))
+        y = self.dw_norm(self.dw_act(self.dw_conv(F.pad(y, self.padding))))
         skip = self.skip_conv(y) if self.skip_conv is not None else None
         return self.res_conv(y), skip
 
@@ -90,7 +86,7 @@ class TCNMasker(nn.Module):
         if causal and not is_causal_norm(norm):
             raise ValueError(f"a causal TCN needs a causal norm ('cLN' or 'chanLN'), got {norm!r}")
         if mask_act not in MASK_ACTIVATIONS:
-            raise ValueError(f"unknown mask activation {mask_act!r}; choose one of {MASK_ACTIVATIONS}")
+            raise ValueError(f"unknown mask activation {mask_act!r}; choose one of {tuple(MASK_ACTIVATIONS)}")
         self.in_chan, self.n_src, self.causal, self.mask_act = in_chan, n_src, causal, mask_act
         self.input_norm = make_norm(norm, in_chan)
         self.bottleneck = nn.Conv1d(in_chan, bn_chan, 1)
@@ -175,7 +171,7 @@ class TCNMasker(nn.Module):
 
     def _activate(self, scores: torch.Tensor) -> torch.Tensor:
         """Mask activation over scores ``[B, C, N, F]`` (or frames-major ``[T, C, N]``)."""
-        return activate_masks(scores, self.mask_act)
+        return MASK_ACTIVATIONS[self.mask_act](scores)
 
 
 class TCNStreamState:
@@ -186,8 +182,7 @@ class TCNStreamState:
     @torch.no_grad()
     def __init__(self, masker: TCNMasker, batch: int, device: torch.device | None) -> None:
         self.norm = "cLN" if isinstance(masker.input_norm, CumulativeLayerNorm) else "chanLN"
-        self.head = head_weights(masker)
-        self.blocks = [block_weights(b) for b in masker.blocks]
+        self.head, self.blocks = tcn_weights(masker)
         self.buffers, self.ends = [], []
         self.norm_states = [masker.input_norm.init_state(batch, device)]
         for b in masker.blocks:

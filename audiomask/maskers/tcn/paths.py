@@ -32,22 +32,22 @@ PATHS = ("cpu_inference", "cpu_training", "triton", "modules")
 def cpu_fusable(masker, x: Tensor) -> bool:
     """Whether the C-kernel paths can compute ``masker`` on ``x`` (a representation or the
     waveform it comes from: only its device and dtype are read)."""
-    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.enabled()
+    return (not masker.causal and isinstance(masker.input_norm, GlobalLayerNorm) and native.BUILT
             and x.device.type == "cpu" and x.dtype == torch.float32
             and all(b.in_act.weight.numel() == 1 and b.dw_act.weight.numel() == 1 for b in masker.blocks))
 
 
 def runs_cpu_inference(masker, x: Tensor) -> bool:
     """Whether a call on ``x`` now takes ``"cpu_inference"`` (no gradient wanted, fusable)."""
-    return not torch.is_grad_enabled() and cpu_fusable(masker, x) and accel.fuse_on_cpu()
+    return select_path(masker, x) == "cpu_inference"
 
 
 def select_path(masker, rep: Tensor) -> str:
-    """The implementation (one of :data:`PATHS`) that computes ``masker(rep)`` now."""
-    if runs_cpu_inference(masker, rep):
-        return "cpu_inference"
-    if cpu_fusable(masker, rep) and accel.fuse_on_cpu():
-        return "cpu_training"
-    if kernels.use_triton(rep):
-        return "triton"
-    return "modules"
+    """The implementation (one of :data:`PATHS`) that computes ``masker(rep)`` now. The
+    acceleration policy is asked first, so that a call it keeps on the modules (``reference``
+    mode, a CPU outside the fused rule) reads nothing else."""
+    if accel.fuse_on_cpu() and cpu_fusable(masker, rep):
+        return "cpu_training" if torch.is_grad_enabled() else "cpu_inference"
+    if rep.device.type == "cpu" and accel.mode() != "triton":
+        return "modules"
+    return "triton" if kernels.use_triton(rep) else "modules"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, activate_masks
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, MASK_ACTIVATIONS
 from audiomask.nn.history import history_push
 from audiomask.nn.norms import causal_norm_channels_last
 
@@ -34,7 +34,7 @@ def tcn_step(rep: Tensor, head: HeadWeights, blocks: List[BlockWeights], norm: s
     Args:
         head, blocks: the masker's weights (:mod:`audiomask.maskers.tcn.weights`).
         norm: ``"cLN"`` or ``"chanLN"`` (every norm of the masker; ε is ``head.eps``).
-        n_src: C. mask_act: the mask activation (:func:`activate_masks`).
+        n_src: C. mask_act: the mask activation (:data:`~.weights.MASK_ACTIVATIONS`).
         norm_states: the input norm's, then two per block. buffers/ends: each block's
             depthwise-conv history (:func:`~audiomask.nn.history.history_push`); with ``ends``
             empty, each buffer is exactly the last ``(P-1)·d`` frames ``[B, (P-1)·d, H]`` and is
@@ -76,4 +76,4 @@ def tcn_step(rep: Tensor, head: HeadWeights, blocks: List[BlockWeights], norm: s
     scores = F.linear(F.prelu(features, head.slope), head.w_mask, head.b_mask)  # [B, F, C·N]
     batch, frames, n_filters = rep.shape[0], rep.shape[2], rep.shape[1]
     scores = scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1)
-    return activate_masks(scores, mask_act), norm_states, buffers, ends
+    return MASK_ACTIVATIONS[mask_act](scores), norm_states, buffers, ends

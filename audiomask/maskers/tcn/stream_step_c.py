@@ -23,7 +23,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn.history import history_grow
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, activate_masks
+from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, MASK_ACTIVATIONS
 
 
 class NativeStreamPlan:
@@ -105,4 +105,4 @@ def native_step(rep: Tensor, plan: NativeStreamPlan, n_src: int, mask_act: str) 
     else:
         features = acc + plan.res_const
     scores = torch.addmm(head.b_mask, F.prelu(features, head.slope), head.w_mask.t())
-    return activate_masks(scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1), mask_act)
+    return MASK_ACTIVATIONS[mask_act](scores.view(batch, frames, n_src, n_filters).permute(0, 2, 3, 1))

@@ -1,6 +1,6 @@
 """The TCN's weights in the one layout every implementation reads.
 
-:func:`block_weights` unpacks a :class:`~audiomask.maskers.tcn.DepthwiseTCNBlock` into a
+:func:`tcn_weights` unpacks a whole masker: :func:`block_weights` each a :class:`~audiomask.maskers.tcn.DepthwiseTCNBlock` into a
 :class:`BlockWeights` and :func:`head_weights` the masker's input norm, bottleneck and mask
 head into a :class:`HeadWeights` — the only places that know the modules' attribute names
 and parameter shapes. The CPU inference path (:mod:`.cpu_inference`, which folds the norms
@@ -8,7 +8,7 @@ into them), the CPU training path (:mod:`.cpu_training`), the streaming steps
 (:mod:`.stream_step`, :mod:`.stream_step_c`) and the exported streaming graph
 (:mod:`audiomask.export.graphs`) all start from these. The tensors are views of (or, for the
 stacked output convs and the transposed taps, differentiable functions of) the parameters,
-so gradients reach the modules. :func:`activate_masks`, the head's last step, is here for the
+so gradients reach the modules. :data:`MASK_ACTIVATIONS`, the head's last step, is here for the
 same reason: every path applies it.
 
 Symbols: B (bottleneck), H (block channels), Sc (skip channels, 0 without skips), P (taps),
@@ -17,14 +17,17 @@ d (dilation), N (encoder filters), C (sources).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-#: the mask activations a TCN masker offers (:func:`activate_masks`)
-MASK_ACTIVATIONS = ("sigmoid", "relu", "softmax", "linear")
+#: the mask activations a TCN masker offers, by name: each maps scores with the source axis at
+#: dim 1 (``[B, C, N, F]`` or frames-major ``[T, C, N]``) to masks — ``"softmax"`` across
+#: sources, the others element-wise (``"linear"``: the scores as they are)
+MASK_ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu,
+                    "softmax": functools.partial(torch.softmax, dim=1), "linear": torch.nn.Identity()}
 
 
 class BlockWeights(NamedTuple):
@@ -86,8 +89,14 @@ def block_weights(block) -> BlockWeights:
         taps=block.dw_conv.weight[:, 0].t().contiguous(), b_dw=block.dw_conv.bias, a2=block.dw_act.weight,
         g2=block.dw_norm.weight, be2=block.dw_norm.bias,
         w_out=torch.cat([c.weight[:, :, 0] for c in outs]), b_out=torch.cat([c.bias for c in outs]),
-        dilation=block.dilation, pad=block.dw_padding()[0],
+        dilation=block.dilation, pad=block.padding[0],
         eps1=float(block.in_norm.eps), eps2=float(block.dw_norm.eps))
+
+
+def tcn_weights(masker) -> tuple[HeadWeights, list[BlockWeights]]:
+    """A :class:`~audiomask.maskers.tcn.TCNMasker`'s head and every block's weights, read
+    once (a path reads them before its loop over blocks, not inside it)."""
+    return head_weights(masker), [block_weights(b) for b in masker.blocks]
 
 
 def head_weights(masker) -> HeadWeights:
@@ -96,16 +105,3 @@ def head_weights(masker) -> HeadWeights:
     return HeadWeights(norm_w=norm.weight, norm_b=norm.bias, w_bn=masker.bottleneck.weight[:, :, 0],
                        b_bn=masker.bottleneck.bias, slope=masker.out_act.weight,
                        w_mask=masker.out_conv.weight[:, :, 0], b_mask=masker.out_conv.bias, eps=float(norm.eps))
-
-
-def activate_masks(scores: Tensor, mask_act: str) -> Tensor:
-    """The TCN's mask activation on scores with the source axis at dim 1 (``[B, C, N, F]`` or
-    frames-major ``[T, C, N]``): ``"sigmoid"``, ``"relu"``, ``"softmax"`` across sources, or
-    ``"linear"``."""
-    if mask_act == "sigmoid":
-        return torch.sigmoid(scores)
-    if mask_act == "relu":
-        return F.relu(scores)
-    if mask_act == "softmax":
-        return torch.softmax(scores, dim=1)
-    return scores
