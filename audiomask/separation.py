@@ -16,7 +16,9 @@ from audiomask.outputs import (DEFAULT_FORMAT, OUTPUT_FORMATS, OutputPlan, expan
                                match_mixture_level, plan_separation, write_outputs)
 
 #: the model ``separate_file`` and ``audiomask separate`` use when none is named
-DEFAULT_MODEL = "convtasnet-mini2mix"
+#: the bundled model ``separate`` uses unless told otherwise: 16 kHz, trained on noisy and
+#: reverberant mixtures (``egs/robust16k``); other rates are resampled to 16 kHz and back
+DEFAULT_MODEL = "convtasnet-robust16k"
 
 
 CHUNK_MODES = ("auto", "always", "never")

@@ -13,6 +13,7 @@ every machine:
   with this bench's seed) and a crop of the **held-out part** of a recording in
   ``shared/data/noise`` (its last quarter, :data:`NOISE_VALID_FRACTION`) at −5…+15 dB SNR; the
   references are the reverberant sources (WHAMR! convention);
+* ``noisy-reverb-8k`` — the same construction at 8 kHz (telephone-band input), its own seed;
 * ``turn-taking-16k`` — ``--conversations`` recordings of ``--conversation-s`` s (default 3 min)
   in which two speakers take turns with pauses and some overlap
   (:class:`audiomask.data.conversation.ConversationDataset`), separated as
@@ -58,7 +59,8 @@ DATA = ROOT.parent / "shared" / "data"
 VALID_SPEAKERS, SPLIT_SEED = 25, 0  # as egs/mini2mix/conf*.yaml and audiomask train
 NOISE_VALID_FRACTION = 0.25  # the last quarter of each noise recording is held out
 SNR_DB = (-5.0, 15.0)
-SEEDS = {"clean-8k": 20_008, "clean-16k": 20_016, "noisy-reverb-16k": 20_116, "turn-taking-16k": 20_216}
+SEEDS = {"clean-8k": 20_008, "clean-16k": 20_016, "noisy-reverb-16k": 20_116, "turn-taking-16k": 20_216,
+         "noisy-reverb-8k": 20_108}
 CONDITIONS = tuple(SEEDS)
 METRICS = ("si_sdri", "sdri", "pesq", "stoi")
 
@@ -82,10 +84,11 @@ def build_set(condition: str, valid_files: list[Path], n: int, seconds: float, w
         return DynamicMixingDataset(valid_files, 8000, seconds, length=n, seed=seed), 8000
     if condition == "clean-16k":
         return DynamicMixingDataset(valid_files, 16000, seconds, length=n, seed=seed), 16000
-    if condition == "noisy-reverb-16k":
+    if condition.startswith("noisy-reverb-"):
+        rate = 16000 if condition.endswith("16k") else 8000
         noise = held_out_noise(DATA / "noise", workdir)
-        return DynamicMixingDataset(valid_files, 16000, seconds, length=n, seed=seed, noise_files=noise,
-                                    snr_db=SNR_DB, simulate_rooms=True, reverberant_target=True), 16000
+        return DynamicMixingDataset(valid_files, rate, seconds, length=n, seed=seed, noise_files=noise,
+                                    snr_db=SNR_DB, simulate_rooms=True, reverberant_target=True), rate
     if condition == "turn-taking-16k":
         return ConversationDataset(valid_files, 16000, duration=conversation_s, length=n, seed=seed), 16000
     raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")

@@ -10,7 +10,9 @@ from audiomask.metrics import pit, si_sdr
 from audiomask.models.checkpoint import pretrained_models, read_metadata
 from conftest import LIBRI
 
-SHIPPED = {"convtasnet-mini2mix": False, "convtasnet-mini2mix-causal": True}
+#: bundled separators: name → (causal, sample rate)
+SHIPPED = {"convtasnet-mini2mix": (False, 8000), "convtasnet-mini2mix-causal": (True, 8000),
+           "convtasnet-robust16k": (False, 16000)}
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +27,10 @@ def validation_mixtures():
 def test_shipped_models_are_bundled_and_small():
     bundled = pretrained_models()
     assert set(SHIPPED) <= set(bundled)
-    assert sum(p.stat().st_size for p in bundled.values()) <= 25 * 2**20
-    for name, causal in SHIPPED.items():
+    assert sum(p.stat().st_size for p in bundled.values()) <= 40 * 2**20  # issue 20: ≤ 40 MB in all
+    for name, (causal, rate) in SHIPPED.items():
         model = audiomask.load(name)
-        assert model.causal == causal and model.sample_rate == 8000 and model.n_src == 2
+        assert model.causal == causal and model.sample_rate == rate and model.n_src == 2
         assert float(read_metadata(bundled[name])["valid_si_sdri"]) > 0
 
 
@@ -50,6 +52,45 @@ def test_shipped_models_reach_their_card_on_unseen_speakers(name, floor_db, vali
     claimed = float(read_metadata(pretrained_models()[name])["valid_si_sdri"])
     assert abs(gain - claimed) < 0.02, (gain, claimed)
     assert gain >= floor_db, gain
+
+
+@pytest.fixture(scope="module")
+def quality_bench():
+    """bench/quality.py, whose fixed sets of held-out speakers the robust model's card is measured on."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).resolve().parents[1] / "bench" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not (module.DATA / "librispeech-mini").is_dir():
+        pytest.skip(f"real speech not found at {module.DATA}")
+    return module
+
+
+@pytest.mark.slow  # four sets of 30 mixtures, with room simulation (about a minute); CI runs it with -m slow
+def test_robust_default_reaches_its_card_on_unseen_speakers(quality_bench, tmp_path):
+    """The default of ``separate`` (``convtasnet-robust16k``): every ``bench/quality.py``
+    condition in its metadata (the model card's table) re-measured within 0.05 dB, and it beats
+    the 8 kHz ``convtasnet-mini2mix`` card in noise and reverberation by a wide margin (2.22 dB
+    at 16 kHz, 0.71 dB at 8 kHz). Issue 20's targets (≥ 6 dB noisy-reverberant, ≥ 10 dB clean
+    16 kHz, ≥ 9 dB clean 8 kHz) are not reached yet: the floors below are today's."""
+    from audiomask.separation import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "convtasnet-robust16k"
+    meta = read_metadata(pretrained_models()[DEFAULT_MODEL])
+    model = audiomask.load(DEFAULT_MODEL).eval()
+    _, valid = split_by_speaker(find_audio(LIBRI), quality_bench.VALID_SPEAKERS, seed=quality_bench.SPLIT_SEED)
+    n = int(meta["valid_mixtures"])
+    measured = {}
+    for cond in ("clean-8k", "clean-16k", "noisy-reverb-16k", "noisy-reverb-8k"):
+        data, rate = quality_bench.build_set(cond, valid, n, 4.0, tmp_path, 0.0)
+        measured[cond] = quality_bench.evaluate_set(model, data, rate, None)["summary"]["si_sdri"]["mean"]
+        claimed = float(meta[f"quality_{cond.replace('-', '_')}_si_sdri"])
+        assert abs(measured[cond] - claimed) < 0.05, (cond, measured[cond], claimed)
+    assert abs(measured["noisy-reverb-16k"] - float(meta["valid_si_sdri"])) < 0.05
+    assert measured["noisy-reverb-16k"] >= 4.0 and measured["noisy-reverb-8k"] >= 3.2, measured
+    assert measured["clean-16k"] >= 7.0 and measured["clean-8k"] >= 6.7, measured
 
 
 def test_causal_model_streams_exactly():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_MODEL = "convtasnet-mini2mix"
+from audiomask.separation import DEFAULT_MODEL
 DEFAULT_CAUSAL_MODEL = "convtasnet-mini2mix-causal"
 DEFAULT_AEC_MODEL = "d3net-aec-small"  # the bundled echo canceller
 PLAIN = {"plain": True}  # ``extra=PLAIN``: a log line shown without the ``audiomask: `` prefix

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from audiomask.cli.common import DEFAULT_MODEL
+
 SERVE_EPILOG = """\
 endpoints:
   GET  /health      model, sample rate, sources, limits
@@ -37,8 +39,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                        description="Serve MODEL over HTTP with uvicorn (needs audiomask[serve]). Uploads are "
                                    "decoded and results\nencoded in memory; nothing is written to disk.",
                        epilog=SERVE_EPILOG)
-    p.add_argument("model", metavar="MODEL", nargs="?", default="convtasnet-mini2mix",
-                   help="checkpoint file, bundled model name or NAME[:PRESET] (default: convtasnet-mini2mix)")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=DEFAULT_MODEL,
+                   help=f"checkpoint file, bundled model name or NAME[:PRESET] (default: {DEFAULT_MODEL})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--max-mb", type=float, default=50.0, help="largest upload in MB (default: 50)")
