@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from audiomask import accel, native
-from audiomask.maskers.tcn import cpu_inference, cpu_training, paths
+from audiomask.maskers.tcn import cpu_inference, cpu_training, dispatch
 from audiomask.maskers.tcn import TCNMasker
-from audiomask.maskers.tcn.paths import runs_cpu_inference
+from audiomask.maskers.tcn.dispatch import runs_cpu_inference
 from audiomask.models import ConvTasNet
 
 pytestmark = pytest.mark.skipif(not native.BUILT, reason="C kernels not built")
@@ -196,14 +196,14 @@ def test_the_cpu_paths_are_chosen_by_rule(monkeypatch, capability, env, fused):
     model = _model().train()
     mix = torch.randn(2, 1600)
     rep = model.encoder(mix)
-    assert paths.cpu_fusable(model.masker, rep)
+    assert dispatch.cpu_fusable(model.masker, rep)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.setenv(accel.ENV, env)
     calls = []
     real = cpu_training.tcn_features
     monkeypatch.setattr(cpu_training, "tcn_features", lambda *a: calls.append(1) or real(*a))
     assert accel.fuse_on_cpu() is fused
-    assert paths.select_path(model.masker, rep) == ("cpu_training" if fused else "modules")
+    assert dispatch.select_path(model.masker, rep) == ("cpu_training" if fused else "modules")
     with torch.no_grad():
         assert runs_cpu_inference(model.masker, rep) is fused
     loss = model(mix).square().mean()

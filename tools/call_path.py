@@ -6,7 +6,7 @@ into a function defined in the package, collapses consecutive calls within one f
 stops at the decoder's first call. Prints the files in order, how many distinct files, and
 how many times the path comes back to a file it had left (back-and-forth).
 
-    python tools/call_path.py [--model convtasnet-mini2mix] [--input egs/quickstart/mix.wav]
+    python tools/call_path.py [--model convtasnet-robust16k] [--input egs/quickstart/mix.wav]
     python tools/call_path.py --start ConvTasNet.forward     # the model's part only
     python tools/call_path.py --functions                    # every call, file:function
     python tools/call_path.py --kernels-as-library           # compiled-kernel wrappers left out
@@ -19,6 +19,8 @@ import inspect
 import sys
 import tempfile
 from pathlib import Path
+
+from audiomask.separation import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "audiomask"
@@ -96,7 +98,7 @@ def summarize(files: list[str]) -> tuple[int, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="convtasnet-mini2mix")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--input", default=str(ROOT / "egs" / "quickstart" / "mix.wav"))
     ap.add_argument("--start", default="cmd_separate",
                     help="qualified name of the function the path starts at, e.g. ConvTasNet.forward "

@@ -122,7 +122,7 @@ class ConvTasNetStream(StreamGraph):
     def __init__(self, model: nn.Module, block: int) -> None:
         super().__init__()
         from audiomask.maskers.tcn import TCNStreamState
-        from audiomask.maskers.tcn.weights import tensors_of
+        from audiomask.maskers.tcn.dispatch import tensors_of
 
         enc, masker = model.encoder, model.masker
         if enc.framing.mode != "centered" or enc.kernel_size != 2 * enc.stride:
@@ -135,7 +135,7 @@ class ConvTasNetStream(StreamGraph):
         self.model = model
         self.block, self.discard, self.latency, self.n_out = block, enc.stride, enc.win, model.n_src
         s = self.masker_state = TCNStreamState(masker, 1, None)
-        # the masker's weights (maskers/tcn/weights.py); their tensors as buffers, so that the
+        # the masker's weights (maskers/tcn/dispatch.py); their tensors as buffers, so that the
         # exported graph holds them as initializers
         for j, t in enumerate(tensors_of(s.head)):
             self.register_buffer(f"head_{j}", t.detach().clone(), persistent=False)
@@ -160,7 +160,7 @@ class ConvTasNetStream(StreamGraph):
         return states
 
     def forward(self, block: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        from audiomask.maskers.tcn.weights import tensors_of, with_tensors
+        from audiomask.maskers.tcn.dispatch import tensors_of, with_tensors
         from audiomask.models.base import StreamState
 
         n_norm = len(self.norm_shapes) if self.has_norm_state else 0

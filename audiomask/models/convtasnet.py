@@ -15,7 +15,7 @@ import torch
 
 from audiomask.filterbanks import ConvDecoder, ConvEncoder
 from audiomask.maskers.tcn import cpu_inference
-from audiomask.maskers.tcn.paths import runs_cpu_inference
+from audiomask.maskers.tcn.dispatch import runs_cpu_inference
 from audiomask.maskers.tcn import TCNMasker
 from audiomask.models.base import EncoderMaskerDecoder, as_batch
 from audiomask.models.registry import register_model

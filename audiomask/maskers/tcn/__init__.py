@@ -2,7 +2,8 @@
 
 * :mod:`.masker` — ``TCNMasker`` and its block as PyTorch modules: the reference every other
   path equals, and the path autograd, CUDA and exports take;
-* :mod:`.paths` — :func:`select_path`, which implementation a call runs;
+* :mod:`.dispatch` — :func:`select_path`, which implementation a call runs, and the one
+  weights layout they all read (:func:`~.dispatch.tcn_weights`);
 * :mod:`.cpu_inference` — the gLN TCN without autograd on the CPU (C kernels, norms folded);
 * :mod:`.cpu_training` — the gLN TCN's training blocks on the CPU (recomputing backward);
 * :mod:`.stream_step` / :mod:`.stream_step_c` — a causal TCN's streaming step, in PyTorch ops
@@ -10,6 +11,6 @@
 """
 
 from audiomask.maskers.tcn.masker import MASK_ACTIVATIONS, DepthwiseTCNBlock, TCNMasker, TCNStreamState
-from audiomask.maskers.tcn.paths import PATHS, select_path
+from audiomask.maskers.tcn.dispatch import PATHS, select_path
 
 __all__ = ["MASK_ACTIVATIONS", "PATHS", "DepthwiseTCNBlock", "TCNMasker", "TCNStreamState", "select_path"]

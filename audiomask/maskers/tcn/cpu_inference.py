@@ -23,7 +23,7 @@ span by span before each span's pass 4.
 
 The input gLN is folded into the bottleneck the same way. Outputs equal the module's forward
 to float32 rounding (tests: ≤ 1e-5 relative). Used by :class:`~audiomask.maskers.tcn.TCNMasker`
-when :func:`~audiomask.maskers.tcn.paths.select_path` says so; ``AUDIOMASK_KERNELS=reference`` turns it off.
+when :func:`~audiomask.maskers.tcn.dispatch.select_path` says so; ``AUDIOMASK_KERNELS=reference`` turns it off.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import MASK_ACTIVATIONS, BlockWeights, HeadWeights, tcn_weights
+from audiomask.maskers.tcn.dispatch import MASK_ACTIVATIONS, BlockWeights, HeadWeights, tcn_weights
 from audiomask.nn import onednn
 from audiomask.runtime import mapped_zeros
 
 
 @dataclass
 class _FoldedBlock:
-    """One block's weights (:class:`~audiomask.maskers.tcn.weights.BlockWeights`) with what the
+    """One block's weights (:class:`~audiomask.maskers.tcn.dispatch.BlockWeights`) with what the
     folding of its second gLN into the residual/skip 1×1 convs needs (module docstring)."""
 
     w: BlockWeights
@@ -197,7 +197,7 @@ def _block(b: _FoldedBlock, acc: Tensor, offset: Tensor, g: Tensor, h: Tensor | 
 @torch.no_grad()
 def tcn_scores(masker, features: Tensor) -> Tensor:
     """Mask scores before the activation for frames-major ``features [T, ·]``: ``[T, C·N]``
-    (the activation, :data:`~.weights.MASK_ACTIVATIONS`, is element-wise or across sources, so it
+    (the activation, :data:`~.dispatch.MASK_ACTIVATIONS`, is element-wise or across sources, so it
     applies to the ``[T, C, N]`` view as it is)."""
     head = _plan(masker).head
     return onednn.linear(F.prelu(features, head.slope), head.w_mask, head.b_mask)
@@ -210,12 +210,18 @@ MASK_SPAN = 1024
 def separate(model, wav: Tensor) -> Tensor:
     """A whole Conv-TasNet (conv encoder → this TCN → conv decoder) on one waveform ``[T]`` →
     ``[C, T]``, equal to the module forward to float32 rounding, all frames-major. The encoder
-    output ``[frames, N]`` is never kept: the bottleneck and the masks compute it again span
-    by span (a ``[frames, L] × [L, N]`` product); masks are made, applied and decoded
+    output ``[frames, N]`` is computed once and kept up to :data:`WHOLE` frames; above, it is
+    never kept: the bottleneck and the masks compute it again span by span (a
+    ``[frames, L] × [L, N]`` product); masks are made, applied and decoded
     :data:`MASK_SPAN` frames at a time, so no ``[C, N, frames]`` tensor exists either."""
     masker, encoder, basis = model.masker, model.encoder, model.decoder.conv.weight[:, 0]  # [N, L]
     n_frames, n_src = encoder.framing.n_frames(wav.shape[-1]), masker.n_src
-    acc, offset = bottleneck(masker, lambda t0, t1: encoder.frames_major(wav, t0, t1), n_frames)
+    if n_frames <= WHOLE:  # short: encoded once, kept for the masks
+        whole = encoder.frames_major(wav, 0, n_frames)
+        encode = lambda t0, t1: whole[t0:t1]  # noqa: E731
+    else:  # long: never whole, encoded again span by span
+        encode = functools.partial(encoder.frames_major, wav)
+    acc, offset = bottleneck(masker, encode, n_frames)
     features = blocks(masker, acc, offset)  # a view of acc
     head = _plan(masker).head
     frames = features.new_empty(n_src, n_frames, basis.shape[1])
@@ -223,7 +229,7 @@ def separate(model, wav: Tensor) -> Tensor:
         t1 = min(t0 + MASK_SPAN, n_frames)
         hidden = F.prelu(features[t0:t1], head.slope)
         scores = onednn.linear(hidden, head.w_mask, head.b_mask).view(t1 - t0, n_src, -1)
-        rep = encoder.frames_major(wav, t0, t1)  # encoded again, span by span
+        rep = encode(t0, t1)
         masked = MASK_ACTIVATIONS[masker.mask_act](scores).mul_(rep.unsqueeze(1))  # [F', C, N]
         torch.matmul(masked.transpose(0, 1), basis, out=frames[:, t0:t1])
     del acc, features

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import tcn_weights
+from audiomask.maskers.tcn.dispatch import tcn_weights
 from audiomask.nn import onednn
 
 
@@ -50,7 +50,7 @@ def _middle(h: Tensor, stats: list[tuple[float, float, float, float]] | None, a1
 class FusedTCNBlock(torch.autograd.Function):
     """``y = [residual | skip]`` of one gLN TCN block for frames-major ``x [B, T, Bc]`` →
     ``[B, T, Bc + Sc]``; the arguments after ``x`` are the fields of the block's
-    :class:`~audiomask.maskers.tcn.weights.BlockWeights`, in order."""
+    :class:`~audiomask.maskers.tcn.dispatch.BlockWeights`, in order."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w_in: Tensor, b_in: Tensor, a1: Tensor, g1: Tensor, be1: Tensor,

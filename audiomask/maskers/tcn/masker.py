@@ -19,10 +19,10 @@ from torch import nn
 
 from audiomask import kernels
 from audiomask.maskers.tcn import cpu_inference, cpu_training
-from audiomask.maskers.tcn.paths import select_path
+from audiomask.maskers.tcn.dispatch import select_path
 from audiomask.maskers.tcn.stream_step import tcn_step
 from audiomask.maskers.tcn.stream_step_c import NativeStreamPlan, native_step
-from audiomask.maskers.tcn.weights import MASK_ACTIVATIONS, tcn_weights
+from audiomask.maskers.tcn.dispatch import MASK_ACTIVATIONS, tcn_weights
 from audiomask.nn.history import history_buffer
 from audiomask.nn.norms import CumulativeLayerNorm, is_causal_norm, make_norm
 
@@ -176,7 +176,7 @@ class TCNMasker(nn.Module):
 
 class TCNStreamState:
     """Everything a causal TCN carries between streaming calls: its weights
-    (:mod:`~audiomask.maskers.tcn.weights`, read when the stream starts), the norms' running
+    (:mod:`~audiomask.maskers.tcn.dispatch`, read when the stream starts), the norms' running
     statistics and each depthwise conv's history buffer."""
 
     @torch.no_grad()

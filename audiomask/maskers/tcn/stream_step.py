@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiomask import native
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, MASK_ACTIVATIONS
+from audiomask.maskers.tcn.dispatch import BlockWeights, HeadWeights, MASK_ACTIVATIONS
 from audiomask.nn.history import history_push
 from audiomask.nn.norms import causal_norm_channels_last
 
@@ -32,9 +32,9 @@ def tcn_step(rep: Tensor, head: HeadWeights, blocks: List[BlockWeights], norm: s
     """Masks ``[B, C, N, F]`` for the next frames ``rep [B, N, F]``.
 
     Args:
-        head, blocks: the masker's weights (:mod:`audiomask.maskers.tcn.weights`).
+        head, blocks: the masker's weights (:mod:`audiomask.maskers.tcn.dispatch`).
         norm: ``"cLN"`` or ``"chanLN"`` (every norm of the masker; ε is ``head.eps``).
-        n_src: C. mask_act: the mask activation (:data:`~.weights.MASK_ACTIVATIONS`).
+        n_src: C. mask_act: the mask activation (:data:`~.dispatch.MASK_ACTIVATIONS`).
         norm_states: the input norm's, then two per block. buffers/ends: each block's
             depthwise-conv history (:func:`~audiomask.nn.history.history_push`); with ``ends``
             empty, each buffer is exactly the last ``(P-1)·d`` frames ``[B, (P-1)·d, H]`` and is

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from audiomask import native
 from audiomask.nn.history import history_grow
-from audiomask.maskers.tcn.weights import BlockWeights, HeadWeights, MASK_ACTIVATIONS
+from audiomask.maskers.tcn.dispatch import BlockWeights, HeadWeights, MASK_ACTIVATIONS
 
 
 class NativeStreamPlan:
