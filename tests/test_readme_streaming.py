@@ -33,5 +33,5 @@ def test_readme_streaming_example_runs_verbatim(monkeypatch, capsys):
         offline = model(mix[0])
     assert est.shape == offline.shape == (model.n_src, mix.shape[-1])
     assert (est - offline).abs().max().item() <= 1e-4  # as the comment says: equal to model(mix[0])
-    assert out.shape == (model.n_src, 80)
+    assert out.shape == (model.n_src, 160)
     assert "algorithmic lat." in capsys.readouterr().out

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from audiomask.separation import DEFAULT_MODEL
-DEFAULT_CAUSAL_MODEL = "convtasnet-mini2mix-causal"
+DEFAULT_CAUSAL_MODEL = "convtasnet-robust16k-causal"
 DEFAULT_AEC_MODEL = "d3net-aec-small"  # the bundled echo canceller
 PLAIN = {"plain": True}  # ``extra=PLAIN``: a log line shown without the ``audiomask: `` prefix
 

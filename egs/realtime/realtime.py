@@ -23,6 +23,7 @@ import torch
 
 import audiomask
 from audiomask.audio import read_audio, write_audio
+from audiomask.cli.common import DEFAULT_CAUSAL_MODEL
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "quickstart" / "mix.wav"
@@ -57,7 +58,7 @@ def microphone(model: torch.nn.Module, block: int, seconds: float) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="convtasnet-mini2mix-causal")
+    p.add_argument("--model", default=DEFAULT_CAUSAL_MODEL)
     p.add_argument("--block-ms", type=float, default=10.0)
     p.add_argument("--mic", action="store_true")
     p.add_argument("--seconds", type=float, default=20.0)
