@@ -23,7 +23,7 @@ import torch
 
 import audiomask
 from audiomask.audio import read_audio, write_audio
-from audiomask.cli.common import DEFAULT_CAUSAL_MODEL
+from audiomask.cli import DEFAULT_CAUSAL_MODEL
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "quickstart" / "mix.wav"
