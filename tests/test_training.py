@@ -217,6 +217,28 @@ def test_autocast_bf16_path_trains(small_speech_dir, tmp_path):
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+@pytest.mark.slow  # TorchInductor compiles the tiny model's forward and backward: ~1 min
+def test_compiled_training_follows_the_eager_run(small_speech_dir, tmp_path):
+    """``run.compile``: the same seed trains to the same weights as the eager run (float32
+    rounding apart) on the causal cLN TCN, the layer it is there for."""
+    model = {"preset": "tiny", "overrides": {"causal": True, "norm": "cLN"}}
+    weights = {}
+    for compiled in (False, True):
+        folder = tmp_path / str(compiled)
+        folder.mkdir()
+        conf = write_config(folder, small_speech_dir, model=model, optim={"steps": 3},
+                            run={"compile": compiled, "valid_every": 100})
+        trainer = Trainer(load_config(conf), progress=False)
+        assert (trainer.train_net is not trainer.net) == compiled
+        start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        assert trainer.train()["steps"] == 3
+        weights[compiled] = audiomask.load(folder / "run" / "last.safetensors").state_dict()
+    for k, eager in weights[False].items():
+        moved = (eager - start[k]).norm()
+        if moved > 0:  # both runs moved the trained weights the same way
+            assert (weights[True][k] - eager).norm() <= 1e-3 * moved + 1e-6, k
+
+
 def test_training_with_real_noise_and_measured_reverb(small_speech_dir, tmp_path):
     from conftest import SHARED_DATA
 

@@ -127,7 +127,12 @@ class RunSection:
     ``amp``: ``"none"``, ``"bf16"`` or ``"fp16"`` (autocast; on CUDA). ``early_stop``: stop
     after that many validations without SI-SDRi improvement (0: never). ``device``:
     ``auto`` (the local rank's GPU if CUDA is available, else the CPU), ``cpu``, ``cuda``
-    (under torchrun: the local rank's GPU) or ``cuda:N`` (one process).
+    (under torchrun: the local rank's GPU) or ``cuda:N`` (one process). ``compile``: run
+    the training forward and backward through ``torch.compile`` (TorchInductor; on a CPU it
+    needs a C++ compiler, and the first step compiles for minutes). It fuses the element-wise
+    work of layers that have no hand-written path — e.g. the causal (cLN) TCN, whose PReLU,
+    cumulative norm and depthwise-conv gradients otherwise run as dozens of separate passes;
+    validation and checkpoints use the model itself.
     """
 
     out_dir: str = "exp/run"
@@ -139,6 +144,7 @@ class RunSection:
     device: str = "auto"
     threads: int = 0
     log_every: int = 10
+    compile: bool = False
 
 
 @dataclass

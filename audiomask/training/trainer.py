@@ -209,6 +209,8 @@ class Trainer:
             # conv, kept for checkpoint compatibility with the authors' code).
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
                                                                  find_unused_parameters=True)
+        # what the training step calls; it shares the parameters of self.net
+        self.train_net = torch.compile(self.net) if cfg.run.compile else self.net
 
     # -- setup ---------------------------------------------------------------------------
     def _say(self, message: str, level: int = logging.INFO) -> None:
@@ -422,7 +424,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            est = self.task.training_output(self.net, inputs)
+            est = self.task.training_output(self.train_net, inputs)
         loss = self.loss_fn(est.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
