@@ -21,6 +21,10 @@ from audiomask.streaming.blocks import block_samples
 from audiomask.tasks import ECHO_CANCELLATION, task_of
 
 
+#: inputs longer than this go through the model's exact stream, this many seconds a block
+LONG_INPUT_BLOCK_S = 30.0
+
+
 def check_aec_model(model: torch.nn.Module, label: str = "model") -> None:
     """Refuse a model that is not an echo canceller, naming it."""
     if task_of(model) is not ECHO_CANCELLATION:
@@ -32,16 +36,24 @@ def cancel_echo(model: torch.nn.Module, mic: torch.Tensor, far: torch.Tensor, sa
                 return_all: bool = False) -> torch.Tensor:
     """Near-end estimate ``[T]`` (with ``return_all``: ``[3, T]`` near-end, echo, noise) of the
     microphone signal ``mic [T]`` given the far-end reference ``far [T]``, at ``sample_rate``
-    (default: the model's)."""
+    (default: the model's). Inputs longer than ``LONG_INPUT_BLOCK_S`` run block by block
+    through the model's exact stream (same result, memory bounded by a block)."""
     check_aec_model(model)
     rate = sample_rate or model.sample_rate
     if mic.shape != far.shape:
         raise ValueError(f"microphone and far-end signals differ in shape: {tuple(mic.shape)} vs {tuple(far.shape)}")
     device = next(model.parameters()).device
-    x = resample(torch.stack([mic, far]).float(), rate, model.sample_rate).to(device)
-    with torch.inference_mode():
-        est = model.eval()(x[0], x[1], return_all=return_all)
-    return resample(est.cpu(), model.sample_rate, rate)[..., : mic.shape[-1]]
+    x = resample(torch.stack([mic, far]).float(), rate, model.sample_rate)
+    block = int(LONG_INPUT_BLOCK_S * model.sample_rate)
+    if x.shape[-1] <= block:
+        with torch.inference_mode():
+            est = model.eval()(x[0].to(device), x[1].to(device), return_all=return_all).cpu()
+    else:  # the exact stream in long blocks: equal to one pass, device memory bounded by a block
+        session = model.eval().stream(return_all=return_all)
+        outs = [session.process(x[0, i : i + block], x[1, i : i + block]).cpu()
+                for i in range(0, x.shape[-1], block)]
+        est = torch.cat(outs + [session.flush().cpu()], dim=-1)
+    return resample(est, model.sample_rate, rate)[..., : mic.shape[-1]]
 
 
 @dataclass

@@ -88,11 +88,40 @@ def test_model_is_causal():
     assert torch.equal(a[:, : 3000 - win], b[:, : 3000 - win])
 
 
+@pytest.mark.parametrize("preset,chunk", [("tiny", 1), ("tiny", 7), ("small", 50), ("small", 64)])
+def test_eval_forward_in_chunks_equals_one_pass(preset, chunk):
+    """In eval mode the masker runs its frames ``infer_chunk`` at a time (bounded memory); the
+    result is the one-pass result, also when the chunk does not divide the frames."""
+    model = with_running_stats(audiomask.build("d3net-aec", preset), 5)
+    mic, far = torch.randn(2, 3 * 16000 + 77) * 0.3, torch.randn(2, 3 * 16000 + 77) * 0.3
+    with torch.no_grad():
+        model.masker.infer_chunk = 10**9
+        one_pass = model(mic, far, return_all=True)
+        model.masker.infer_chunk = chunk
+        chunked = model(mic, far, return_all=True)
+    frames = model.encoder(mic).shape[-1]
+    assert frames > 2 * chunk and (chunk == 1 or frames % chunk != 0)
+    assert (chunked - one_pass).abs().max().item() <= 1e-5
+
+
+def test_cancel_echo_streams_long_inputs_with_the_one_pass_result(monkeypatch):
+    from audiomask import echo_cancellation
+
+    model = with_running_stats(audiomask.build("d3net-aec", "tiny"), 6)
+    mic, far = torch.randn(40_000) * 0.3, torch.randn(40_000) * 0.3
+    short = echo_cancellation.cancel_echo(model, mic, far, return_all=True)
+    monkeypatch.setattr(echo_cancellation, "LONG_INPUT_BLOCK_S", 0.37)  # 5,920 samples: 7 blocks
+    long = echo_cancellation.cancel_echo(model, mic, far, return_all=True)
+    assert long.shape == short.shape == (3, 40_000)
+    assert (long - short).abs().max().item() <= 1e-5
+
+
 @pytest.mark.parametrize("preset,max_block,length,seed", [
     ("tiny", 1, 700, 0), ("tiny", 37, 3000, 1), ("tiny", 900, 9001, 2),
     ("small", 300, 16000 + 123, 3), ("small", 5000, 3 * 16000, 4)])
 def test_stream_equals_offline(preset, max_block, length, seed):
     model = with_running_stats(audiomask.build("d3net-aec", preset), seed)
+    model.masker.infer_chunk = 10**9  # offline = one pass over all frames
     gen = torch.Generator().manual_seed(seed)
     mic, far = torch.randn(2, length, generator=gen) * 0.3, torch.randn(2, length, generator=gen) * 0.3
     with torch.no_grad():

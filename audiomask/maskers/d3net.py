@@ -185,6 +185,10 @@ class D3NetAECMasker(nn.Module):
     """
 
     causal = True
+    #: frames per pass of :meth:`forward` in eval mode (0.64 s at a 10 ms hop). Measured on a
+    #: CPU (``bench/memory.py``): against one pass over 10 s, the ``paper`` preset's peak falls
+    #: from 2.3 GB to 0.3 GB and its time from 12.9 to 3.8 s (smaller convolutions stay in cache)
+    infer_chunk: int = 64
 
     def __init__(self, chan: int = 32, growth: int = 12, n_layers: int = 4, n_d2: int = 2, n_blocks: int = 3,
                  kernel: tuple[int, int] = (3, 3), norm: str = "batch", compress: float = 0.3,
@@ -212,15 +216,28 @@ class D3NetAECMasker(nn.Module):
 
     def step(self, mic_spec: Tensor, far_spec: Tensor, state: State) -> tuple[Tensor, State]:
         """Masks for the next frames ``[B, F, T]`` (T ≥ 0) given the state after the earlier
-        ones; offline, :meth:`forward` is this with no earlier frames."""
+        ones; offline, :meth:`forward` is this with no earlier frames.
+
+        In eval mode the frames go through the network ``infer_chunk`` at a time, the state
+        carrying each conv's history: the masks equal one pass over all frames (the network is
+        causal and batch norm is a fixed affine map there), while the working memory is that
+        of one chunk instead of growing with ``T`` (one pass of the ``paper`` preset over 10 s
+        holds 2.3 GB of activations)."""
         if mic_spec.shape != far_spec.shape:
             raise ValueError(f"microphone and far-end spectra differ in shape: {tuple(mic_spec.shape)} "
                              f"vs {tuple(far_spec.shape)}")
-        if mic_spec.shape[-1] == 0:
+        frames = mic_spec.shape[-1]
+        if frames == 0:
             empty = mic_spec.new_zeros(mic_spec.shape[0], 2, *mic_spec.shape[1:])
             return empty, state
-        echo, noise, state = self.step_pairs(to_pseudo(mic_spec), to_pseudo(far_spec), state)
-        return torch.stack([to_complex(echo), to_complex(noise)], dim=1), state
+        chunk = frames if self.training else self.infer_chunk
+        masks = []
+        for t in range(0, frames, chunk):
+            part = slice(t, t + chunk)
+            echo, noise, state = self.step_pairs(to_pseudo(mic_spec[..., part]), to_pseudo(far_spec[..., part]),
+                                                 state)
+            masks.append(torch.stack([to_complex(echo), to_complex(noise)], dim=1))
+        return (masks[0] if len(masks) == 1 else torch.cat(masks, dim=-1)), state
 
     def step_pairs(self, mic: Tensor, far: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
         """:meth:`step` on spectra as real/imaginary pairs ``[B, 2, F, T]`` (no shape checks):
