@@ -150,6 +150,11 @@ def main() -> int:
     print(f"device: {dev_name}; torch {torch.__version__}; peak memory = {kind}, MB")
     base = {"device": device, "threads": args.threads, "data": str(DATA) if DATA.is_dir() else ""}
     rows = []
+    meta = {"device": dev_name, "torch": torch.__version__, "peak": kind, "threads": args.threads}
+
+    def save() -> None:  # after every row: a run cut short keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     if "long" in args.rows:
         print(f"{'model':<24}{'minutes':>8}{'peak MB':>10}{'RTF':>8}")
         for name in args.models:
@@ -162,6 +167,7 @@ def main() -> int:
                     r["rtf"] = r["wall_s"] / (60 * minutes)
                     print(f"{name:<24}{minutes:>8g}{r['peak_mb']:>10.0f}{r['rtf']:>8.3f}", flush=True)
                 rows.append(r)
+                save()
     if "per-second" in args.rows:
         name = f"d3net-aec:{args.aec_preset}"
         found = {}
@@ -176,11 +182,9 @@ def main() -> int:
             else:
                 print(f"{name} {label}: failed: {r['error']}")
             rows.append(r)
+            save()
         if len(found) == 2:
             print(f"peak per second of audio cut {found['one pass'] / found['chunked']:.1f}× (target ≥ 4×)")
-    if args.json:
-        meta = {"device": dev_name, "torch": torch.__version__, "peak": kind, "threads": args.threads}
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     return 1 if any("error" in r for r in rows) else 0
 
 

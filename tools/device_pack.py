@@ -29,6 +29,12 @@ missing, makes the package importable from the tree, and trains CONFIG on the GP
 the call is near its limit (``state.pt``, the optimizer, is over the 16 MiB a returned file may
 have for Conv-TasNet-sized models: a later run starts from the weights with ``model.init_from``). Validation there runs on 5 of the carried (training) speakers; the
 held-out measure is ``bench/quality.py`` back here.
+
+``bench.sh SECONDS STEP…`` runs issue 23's GPU checks within SECONDS, writing into ``$OUT`` as it
+goes: ``tests`` (``tests/test_kernels.py`` on the GPU), ``kernels`` (``bench/kernels.py``, the
+speed rows), ``memory`` (``bench/memory.py``: 60 min of audio through each architecture, and
+the D3Net-AEC peak per second of audio), e.g. ``bash .device/bench.sh 540 tests kernels`` in
+one call and ``bash .device/bench.sh 540 memory`` in the next.
 """
 
 from __future__ import annotations
@@ -67,6 +73,32 @@ timeout -s TERM "$secs" python3 -m audiomask train "$cfg" data.speech_dir="$D/sp
   run.out_dir="$OUT/run" "$@" 2>&1 | tr '\r' '\n' | grep -v '^ *$' | tee "$OUT/train.log" \
   | awk '!/^validate:/ && (NR % 200 == 1 || /SIGTERM|rror|best|SI-SDR/)' || true
 ls -la "$OUT/run"
+"""
+
+BENCH_SH = r"""#!/bin/bash
+# bash .device/bench.sh SECONDS STEP [STEP ...]   (written by tools/device_pack.py)
+# STEP: tests (tests/test_kernels.py on the GPU), kernels (bench/kernels.py), memory (bench/memory.py,
+# 60 min of audio per architecture). Each step gets what is left of SECONDS; rows land in $OUT as they come.
+set -uo pipefail
+secs=$1; shift
+D=$PWD/.device
+end=$(( $(date +%s) + secs ))
+python3 -c "import soundfile, soxr" 2>/dev/null || {
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$D"/whl/*.whl
+  export PYTHONPATH=/tmp/site; }
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+[ -e audiomask/kernels ] || ln -s ../kernels audiomask/kernels
+gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())" 2>/dev/null || echo cpu)
+nvidia-smi -L || true
+for step in "$@"; do
+  left=$(( end - $(date +%s) )); [ "$left" -gt 20 ] || { echo "no time left for $step"; break; }
+  case $step in
+    tests)   timeout -s TERM "$left" python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py 2>&1 | tail -30 | tee "$OUT/tests-$gpu.log" ;;
+    kernels) timeout -s TERM "$left" python3 bench/kernels.py --json "$OUT/kernels-$gpu.json" 2>&1 | tee "$OUT/kernels-$gpu.log" ;;
+    memory)  timeout -s TERM "$left" python3 bench/memory.py --json "$OUT/memory-$gpu.json" 2>&1 | tee "$OUT/memory-$gpu.log" ;;
+    *) echo "unknown step $step (tests, kernels, memory)" ;;
+  esac
+done
 """
 
 
@@ -111,6 +143,7 @@ def main() -> None:
                         *[a for p in PLATFORMS for a in ("--platform", p)], "-d", str(args.out / "whl"), *WHEELS],
                        check=True)
     (args.out / "train.sh").write_text(TRAIN_SH)
+    (args.out / "bench.sh").write_text(BENCH_SH)
     packed, tracked = folder_size(args.out), tree_size()
     print(f"{args.out}: {len(train)} training files ({len(valid)} held out, not copied), "
           f"{packed / 2**20:.1f} MiB; with the tracked tree {(packed + tracked) / 2**20:.1f} MiB "
