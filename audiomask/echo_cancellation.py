@@ -49,10 +49,7 @@ def cancel_echo(model: torch.nn.Module, mic: torch.Tensor, far: torch.Tensor, sa
         with torch.inference_mode():
             est = model.eval()(x[0].to(device), x[1].to(device), return_all=return_all).cpu()
     else:  # the exact stream in long blocks: equal to one pass, device memory bounded by a block
-        session = model.eval().stream(return_all=return_all)
-        outs = [session.process(x[0, i : i + block], x[1, i : i + block]).cpu()
-                for i in range(0, x.shape[-1], block)]
-        est = torch.cat(outs + [session.flush().cpu()], dim=-1)
+        est, _ = cancel_echo_stream(model, x[0], x[1], block, return_all)
     return resample(est, model.sample_rate, rate)[..., : mic.shape[-1]]
 
 
@@ -80,7 +77,7 @@ class StreamReport:
 def cancel_echo_stream(model: torch.nn.Module, mic: torch.Tensor, far: torch.Tensor, block: int,
                        return_all: bool = False) -> tuple[torch.Tensor, StreamReport]:
     """:func:`cancel_echo` block by block through ``model.stream()`` (at the model's rate),
-    as a sound card would feed it; the result equals the offline one."""
+    as a sound card would feed it; the result (on the CPU) equals the offline one."""
     check_aec_model(model)
     if block < 1:
         raise ValueError(f"block must be >= 1 sample, got {block}")
@@ -89,9 +86,9 @@ def cancel_echo_stream(model: torch.nn.Module, mic: torch.Tensor, far: torch.Ten
     outs = []
     for start in range(0, mic.shape[-1], block):
         t0 = time.perf_counter()
-        outs.append(session.process(mic[start : start + block], far[start : start + block]))
+        outs.append(session.process(mic[start : start + block], far[start : start + block]).cpu())
         report.block_times.append(time.perf_counter() - t0)
-    outs.append(session.flush())
+    outs.append(session.flush().cpu())
     return torch.cat(outs, dim=-1), report
 
 

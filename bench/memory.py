@@ -41,7 +41,7 @@ MODELS = ["convtasnet-robust16k", "convtasnet:paper", "mossformer:paper", "mossf
           "d3net-aec:paper"]
 
 CHILD = r"""
-import json, os, sys, time, warnings
+import json, os, pathlib, sys, time, warnings
 import torch, audiomask
 from audiomask.tasks import ECHO_CANCELLATION, task_of
 spec = json.loads(sys.argv[1])
@@ -59,7 +59,7 @@ def rss_mb(field):
 
 def signal(seconds, rate=16000):
     n = int(seconds * rate)
-    files = sorted(p for p in __import__("pathlib").Path(spec["data"]).rglob("*.flac"))[:2] if spec["data"] else []
+    files = sorted(pathlib.Path(spec["data"]).rglob("*.flac"))[:2] if spec["data"] else []
     if len(files) == 2:
         import soundfile as sf
         a, b = (torch.from_numpy(sf.read(f, dtype="float32")[0]) for f in files)

@@ -187,7 +187,7 @@ class D3NetAECMasker(nn.Module):
     causal = True
     #: frames per pass of :meth:`forward` in eval mode (0.64 s at a 10 ms hop). Measured on a
     #: CPU (``bench/memory.py``): against one pass over 10 s, the ``paper`` preset's peak falls
-    #: from 2.3 GB to 0.3 GB and its time from 12.9 to 3.8 s (smaller convolutions stay in cache)
+    #: from 2.3 GB to 0.29 GB and its time from 8.1 to 4.1 s (smaller convolutions stay in cache)
     infer_chunk: int = 64
 
     def __init__(self, chan: int = 32, growth: int = 12, n_layers: int = 4, n_d2: int = 2, n_blocks: int = 3,
