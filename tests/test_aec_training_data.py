@@ -127,7 +127,11 @@ def test_trainer_uses_the_configured_objective_and_richer_scenes(tmp_path, speec
             "run.checkpoint_every=2"]
     trainer = Trainer(load_config(None, args), progress=False)
     assert trainer.loss_fn is aec_near_end_loss
-    assert trainer.train_set.synthesizer is not None and trainer.train_set.near_reverb_prob == 0.5
+    assert trainer.train_set.noise.synthesizer is not None and trainer.train_set.near_reverb_prob == 0.5
+    split = Trainer(load_config(None, args + [f"data.noise_dir={SHARED_DATA / 'noise'}", "data.noise_split=0.25"]),
+                    progress=False)  # validation scenes hear only the last quarter of each recording
+    for train_rec, valid_rec in zip(split.train_set.noise.recordings, split.valid_set.noise.recordings):
+        assert len(valid_rec) == pytest.approx(len(train_rec) / 3, abs=2)
     assert trainer.train()["steps"] == 2
     with pytest.raises(ValueError, match="optim.loss"):
         load_config(None, args[:-4] + ["optim.loss=l1"])

@@ -77,9 +77,36 @@ def test_noise_prob_and_span_and_defaults_unchanged(speech_files):  # skipped wi
     tail = DynamicMixingDataset(files[:10], 8000, segment=1.0, length=4, seed=1, noise_files=noise_dir,
                                 noise_span=(0.8, 1.0))
     full = DynamicMixingDataset(files[:10], 8000, segment=1.0, length=4, seed=1, noise_files=noise_dir)
-    for a, b in zip(tail.noises, full.noises):
+    for a, b in zip(tail.noise.recordings, full.noise.recordings):
         assert len(a) == pytest.approx(0.2 * len(b), abs=2)
         np.testing.assert_array_equal(a, b[int(0.8 * len(b)):])
     with pytest.raises(ValueError, match="noise_span"):
         DynamicMixingDataset(files[:10], 8000, noise_files=noise_dir, noise_span=(0.9, 0.1))
 
+
+
+def test_background_noise_crops_its_span_and_names_bad_input(tmp_path):
+    import soundfile as sf
+
+    from audiomask.data import BackgroundNoise, noise_spans
+
+    rec = np.arange(8000, dtype=np.float64) / 8000  # a ramp: a crop's values say where it came from
+    sf.write(tmp_path / "ramp.wav", rec, 8000, subtype="DOUBLE")
+    tail = BackgroundNoise(tmp_path / "ramp.wav", 8000, span=noise_spans(0.25)[1])
+    assert len(tail.recordings[0]) == 2000
+    for seed in range(20):
+        crop, meta = tail.draw(np.random.default_rng(seed), 500)
+        assert crop.shape == (500,) and crop.min() >= 0.75 and meta["noise_file"].endswith("ramp.wav")
+        np.testing.assert_allclose(crop, rec[6000 + meta["noise_start"]: 6500 + meta["noise_start"]])
+    looped, meta = tail.draw(np.random.default_rng(0), 5000)  # longer than the span: wraps within it
+    assert looped.shape == (5000,) and looped.min() >= 0.75
+    assert noise_spans(0.0) == ((0.0, 1.0), (0.0, 1.0))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no audio files"):
+        BackgroundNoise(tmp_path / "empty", 8000)
+    with pytest.raises(ValueError, match="no noise recordings in"):
+        BackgroundNoise([], 8000)
+    with pytest.raises(ValueError, match="no background noise configured"):
+        BackgroundNoise(None, 8000).draw(np.random.default_rng(0), 10)
+    with pytest.raises(ValueError, match="data.noise_split"):
+        noise_spans(1.0)

@@ -11,6 +11,7 @@ from audiomask.data.manifest import (
     read_manifest,
     scan_mixture_dir,
 )
+from audiomask.data.noise import BackgroundNoise, noise_spans
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, direct_path_index
 from audiomask.data.speakers import audio_files, find_audio, speaker_of, split_by_speaker
 from audiomask.data.synthetic_noise import NoiseSynthesizer, babble, coloured_noise
@@ -19,4 +20,4 @@ __all__ = ["DynamicMixingDataset", "MeasuredRIRs", "RIR", "RoomSimulator", "conv
            "direct_path_index", "audio_files", "find_audio", "speaker_of", "split_by_speaker",
            "ManifestError", "MixtureDataset", "MixtureEntry", "MixtureExample", "read_manifest",
            "scan_mixture_dir", "EchoSimulationDataset", "AECChallengeDataset", "loudspeaker_nonlinearity",
-           "NoiseSynthesizer", "babble", "coloured_noise"]
+           "NoiseSynthesizer", "babble", "coloured_noise", "BackgroundNoise", "noise_spans"]

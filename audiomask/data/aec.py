@@ -37,9 +37,9 @@ import torch
 from torch.utils.data import Dataset
 
 from audiomask.audio import read_audio
+from audiomask.data.noise import BackgroundNoise
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
-from audiomask.data.speakers import audio_files, speaker_of
-from audiomask.data.synthetic_noise import NoiseSynthesizer
+from audiomask.data.speakers import speaker_of
 
 SCENARIOS = ("double_talk", "farend_single", "nearend_single")
 _PATH_STREAM, _NOISE_STREAM, _NEAR_REVERB_STREAM = 1, 2, 3
@@ -144,6 +144,9 @@ class EchoSimulationDataset(Dataset):
             training data (:class:`~audiomask.data.synthetic_noise.NoiseSynthesizer`: babble of
             speakers other than the scene's two, or coloured noise) instead of a recording;
             without ``noise_files`` any value > 0 makes all noise synthetic.
+        noise_span: ``(start, end)`` fractions of each noise recording that crops come from
+            (:class:`~audiomask.data.noise.BackgroundNoise`), so training and validation
+            scenes need not share noise.
         path_change_prob: probability that the echo path changes at a time drawn in 30–70 %
             of the clip (a second RIR: another measured one, or another position in the
             same simulated room).
@@ -171,7 +174,7 @@ class EchoSimulationDataset(Dataset):
                  nonlinear_prob: float = 0.5, path_change_prob: float = 0.2,
                  scenario_probs: Sequence[float] = (0.5, 0.25, 0.25),
                  nonlinearities: Sequence[str] = ("clip_tanh",), near_reverb_prob: float = 0.0,
-                 synthetic_noise: float = 0.0) -> None:
+                 synthetic_noise: float = 0.0, noise_span: tuple[float, float] = (0.0, 1.0)) -> None:
         self.sample_rate, self.length, self.seed = sample_rate, length, seed
         self.segment_samples = int(round(segment * sample_rate))
         if self.segment_samples < 1:
@@ -183,7 +186,7 @@ class EchoSimulationDataset(Dataset):
             raise ValueError(f"delay_ms must be >= 0, got {self.delay_ms}")
         for name, p in (("simulate_prob", simulate_prob), ("noise_prob", noise_prob),
                         ("nonlinear_prob", nonlinear_prob), ("path_change_prob", path_change_prob),
-                        ("near_reverb_prob", near_reverb_prob), ("synthetic_noise", synthetic_noise)):
+                        ("near_reverb_prob", near_reverb_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.simulate_prob, self.noise_prob = float(simulate_prob), float(noise_prob)
@@ -198,7 +201,7 @@ class EchoSimulationDataset(Dataset):
             raise ValueError(f"nonlinearities must be a non-empty list of {list(NONLINEARITIES)}, got "
                              f"{list(nonlinearities)}")
         self.nonlinearities = tuple(nonlinearities)
-        self.near_reverb_prob, self.synthetic_noise = float(near_reverb_prob), float(synthetic_noise)
+        self.near_reverb_prob = float(near_reverb_prob)
 
         by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
         for f in files:
@@ -210,12 +213,9 @@ class EchoSimulationDataset(Dataset):
                              f"got {len(self.speakers)}")
         self.utterances = [by_speaker[s] for s in self.speakers]
 
-        self.noise_files = audio_files(noise_files) if noise_files is not None else []
-        self.noises = [read_audio(f, sample_rate=sample_rate, downmix=True)[0][0].double().numpy()
-                       for f in self.noise_files]
         self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
         self.room_simulator = make_room_simulator(simulate_rooms, sample_rate, distance=(0.2, 1.5))
-        self.synthesizer = NoiseSynthesizer(self.utterances, sample_rate) if synthetic_noise > 0 else None
+        self.noise = BackgroundNoise(noise_files, sample_rate, self.utterances, synthetic_noise, noise_span)
 
     def __len__(self) -> int:
         return self.length
@@ -289,21 +289,10 @@ class EchoSimulationDataset(Dataset):
     def _draw_noise(self, index: int, speakers: Sequence[int] = ()
                     ) -> tuple[np.ndarray | None, float | None, dict[str, Any]]:
         rng = np.random.default_rng((self.seed, index, _NOISE_STREAM))
-        if (not self.noises and self.synthesizer is None) or not rng.random() < self.noise_prob:
+        if not self.noise.available or not rng.random() < self.noise_prob:
             return None, None, {}
-        if self.synthesizer is not None and (not self.noises or rng.random() < self.synthetic_noise):
-            noise, meta = self.synthesizer.sample(rng, self.segment_samples, exclude=speakers)
-            return noise, float(rng.uniform(*self.snr_db)), meta
-        k = int(rng.integers(len(self.noises)))
-        noise, n = self.noises[k], self.segment_samples
-        if len(noise) >= n:
-            start = int(rng.integers(0, len(noise) - n + 1))
-            crop = noise[start : start + n]
-        else:
-            start = int(rng.integers(0, len(noise)))
-            crop = np.take(noise, np.arange(start, start + n), mode="wrap")
-        return crop.copy(), float(rng.uniform(*self.snr_db)), {"noise_file": str(self.noise_files[k]),
-                                                               "noise_start": start}
+        noise, meta = self.noise.draw(rng, self.segment_samples, exclude=speakers)
+        return noise, float(rng.uniform(*self.snr_db)), meta
 
     # -- a scene -----------------------------------------------------------------------------
     def draw(self, index: int, *, with_meta: bool = False):

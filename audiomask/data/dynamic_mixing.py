@@ -29,8 +29,8 @@ from torch.utils.data import Dataset
 
 from audiomask.audio import read_audio
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
-from audiomask.data.speakers import audio_files, speaker_of
-from audiomask.data.synthetic_noise import NoiseSynthesizer
+from audiomask.data.speakers import speaker_of
+from audiomask.data.noise import BackgroundNoise
 
 _REVERB_STREAM, _NOISE_STREAM, _SPEED_STREAM = 1, 2, 3
 
@@ -121,13 +121,9 @@ class DynamicMixingDataset(Dataset):
             raise ValueError(f"speed_perturb must be in [0, 0.5), got {speed_perturb}")
         self.reverb_prob, self.reverberant_target = float(reverb_prob), bool(reverberant_target)
         self.speed_perturb = float(speed_perturb)
-        if not 0.0 <= synthetic_noise <= 1.0:
-            raise ValueError(f"synthetic_noise must be in [0, 1], got {synthetic_noise}")
         if not 0.0 <= noise_prob <= 1.0:
             raise ValueError(f"noise_prob must be in [0, 1], got {noise_prob}")
-        if len(noise_span) != 2 or not 0.0 <= noise_span[0] < noise_span[1] <= 1.0:
-            raise ValueError(f"noise_span must be (start, end) with 0 <= start < end <= 1, got {noise_span}")
-        self.synthetic_noise, self.noise_prob = float(synthetic_noise), float(noise_prob)
+        self.noise_prob = float(noise_prob)
 
         by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
         for f in files:
@@ -138,20 +134,7 @@ class DynamicMixingDataset(Dataset):
             raise ValueError(f"need at least {n_src} speakers for {n_src}-speaker mixtures, got {len(self.speakers)}")
         self.utterances = [by_speaker[s] for s in self.speakers]
 
-        self.noise_files: list[Path] = []
-        self.noises: list[np.ndarray] = []
-        if noise_files is not None:
-            self.noise_files = audio_files(noise_files)
-            if not self.noise_files:
-                raise ValueError("noise_files is empty")
-            for f in self.noise_files:
-                wav, _ = read_audio(f, sample_rate=sample_rate, downmix=True)
-                wav = wav[0].double().numpy()
-                if tuple(noise_span) != (0.0, 1.0):
-                    wav = wav[int(noise_span[0] * len(wav)) : int(noise_span[1] * len(wav))]
-                self.noises.append(wav)
-        self.synthesizer = (NoiseSynthesizer(self.utterances, sample_rate) if synthetic_noise > 0 else None)
-
+        self.noise = BackgroundNoise(noise_files, sample_rate, self.utterances, synthetic_noise, noise_span)
         self.measured_rirs = MeasuredRIRs(rir_files, sample_rate) if rir_files is not None else None
         self.room_simulator = make_room_simulator(simulate_rooms, sample_rate)
 
@@ -206,7 +189,7 @@ class DynamicMixingDataset(Dataset):
     @property
     def has_noise(self) -> bool:
         """Whether any noise (recorded or synthetic) is configured."""
-        return bool(self.noises) or self.synthesizer is not None
+        return self.noise.available
 
     def _draw_noise(self, index: int, speakers: Sequence[int] = ()
                     ) -> tuple[np.ndarray | None, float, dict[str, Any]]:
@@ -215,19 +198,8 @@ class DynamicMixingDataset(Dataset):
         rng = np.random.default_rng((self.seed, index, _NOISE_STREAM))
         if self.noise_prob < 1.0 and not rng.random() < self.noise_prob:
             return None, 0.0, {}
-        if self.synthesizer is not None and (not self.noises or rng.random() < self.synthetic_noise):
-            noise, meta = self.synthesizer.sample(rng, self.segment_samples, exclude=speakers)
-            return noise, float(rng.uniform(*self.snr_db)), meta
-        k = int(rng.integers(len(self.noises)))
-        noise, n = self.noises[k], self.segment_samples
-        if len(noise) >= n:
-            start = int(rng.integers(0, len(noise) - n + 1))
-            crop = noise[start : start + n]
-        else:  # loop the recording, starting anywhere in it
-            start = int(rng.integers(0, len(noise)))
-            crop = np.take(noise, np.arange(start, start + n), mode="wrap")
-        snr = float(rng.uniform(*self.snr_db))
-        return crop.copy(), snr, {"noise_file": str(self.noise_files[k]), "noise_start": start}
+        noise, meta = self.noise.draw(rng, self.segment_samples, exclude=speakers)
+        return noise, float(rng.uniform(*self.snr_db)), meta
 
     def draw(self, index: int, *, with_meta: bool = False):
         """Example ``index`` and the speaker ids it mixes: ``(mix, sources, speakers)``.

@@ -40,7 +40,7 @@ class EchoCancellation(Task):
         if not d.speech_dir:
             raise ValueError("data: an AEC model trains on speech_dir (simulated echo scenes) or aec_dir "
                              "(AEC Challenge synthetic layout)")
-        from audiomask.data import EchoSimulationDataset, find_audio, split_by_speaker
+        from audiomask.data import EchoSimulationDataset, find_audio, noise_spans, split_by_speaker
 
         train_files, valid_files = split_by_speaker(find_audio(d.speech_dir), d.valid_speakers, seed=0)
         extra: dict[str, Any] = dict(
@@ -50,9 +50,11 @@ class EchoCancellation(Task):
             nonlinear_prob=d.nonlinear_prob, path_change_prob=d.path_change_prob,
             scenario_probs=tuple(d.scenarios), nonlinearities=tuple(d.nonlinearities),
             near_reverb_prob=d.near_reverb_prob, synthetic_noise=d.synthetic_noise)
-        train = EchoSimulationDataset(train_files, rate, d.segment, length=total, seed=seed, **extra)
+        train_span, valid_span = noise_spans(d.noise_split)
+        train = EchoSimulationDataset(train_files, rate, d.segment, length=total, seed=seed,
+                                      noise_span=train_span, **extra)
         valid = EchoSimulationDataset(valid_files, rate, d.valid_segment, length=d.valid_mixtures,
-                                      seed=seed + 10_000, **extra)
+                                      seed=seed + 10_000, noise_span=valid_span, **extra)
         return train, valid
 
     def training_output(self, net: torch.nn.Module, inputs: list[Tensor]) -> Tensor:

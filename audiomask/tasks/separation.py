@@ -23,7 +23,7 @@ class Separation(Task):
         and speed perturbation as configured) or fixed mixtures from two manifests."""
         d = data
         if d.speech_dir:
-            from audiomask.data import DynamicMixingDataset, find_audio, split_by_speaker
+            from audiomask.data import DynamicMixingDataset, find_audio, noise_spans, split_by_speaker
 
             train_files, valid_files = split_by_speaker(find_audio(d.speech_dir), d.valid_speakers, seed=0)
             extra: dict[str, Any] = {}
@@ -56,15 +56,6 @@ class Separation(Task):
         mix, src = example[:2]
         _, _, scores = pit(model(mix), src)
         return (scores - si_sdr(mix[:, None].expand_as(src), src)).mean().item()
-
-
-def noise_spans(split: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Training and validation shares of every noise recording for ``data.noise_split``."""
-    if split == 0:
-        return (0.0, 1.0), (0.0, 1.0)
-    if not 0.0 < split < 1.0:
-        raise ValueError(f"data.noise_split must be in [0, 1), got {split}")
-    return (0.0, 1.0 - split), (1.0 - split, 1.0)
 
 
 SEPARATION = TASKS["separation"]
