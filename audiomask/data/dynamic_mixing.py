@@ -28,9 +28,9 @@ import torch
 from torch.utils.data import Dataset
 
 from audiomask.audio import read_audio
+from audiomask.data.noise import BackgroundNoise
 from audiomask.data.reverb import RIR, MeasuredRIRs, RoomSimulator, convolve, make_room_simulator
 from audiomask.data.speakers import speaker_of
-from audiomask.data.noise import BackgroundNoise
 
 _REVERB_STREAM, _NOISE_STREAM, _SPEED_STREAM = 1, 2, 3
 
