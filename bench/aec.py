@@ -30,6 +30,11 @@ Cancellers (each runs if its package imports, else the JSON says why not):
 * ``speexdsp`` — the same MDF through the ``speexdsp`` SWIG binding (needs libspeexdsp);
 * ``webrtc-aec3`` — WebRTC's AEC3 through ``pywebrtc-audio`` (a ready wheel) and/or
   ``aec-audio-processing`` (builds WebRTC from source: 15–20 min);
+* ``webrtc-legacy+ns`` — the 2016 WebRTC AEC (the full one, low suppression level) with its
+  noise suppressor, through ``webrtc-audio-processing`` 0.1.3 (builds from source with
+  ``swig``: ``pip install swig webrtc-audio-processing``, about 10 min on 2 cores). It has no
+  bulk-delay search of its own beyond its internal estimator; it is given a system delay of 0,
+  as AEC3 is — no canceller here is told the scene's delay;
 * ``audiomask …`` — each model given with ``--model`` (checkpoints, bundled names or
   NAME:PRESET; default: every bundled echo canceller), offline (identical to its exact stream).
 
@@ -133,6 +138,22 @@ def make_aec_audio_processing(rate: int) -> Callable[[], Canceller]:
     return factory
 
 
+def make_webrtc_legacy(rate: int) -> Callable[[], Canceller]:
+    module = importlib.import_module("webrtc_audio_processing")
+
+    def factory() -> Canceller:
+        ap = module.AudioProcessingModule(aec_type=2, enable_ns=True)  # 2: the full (not mobile) AEC
+        ap.set_stream_format(rate, 1)
+        ap.set_reverse_stream_format(rate, 1)
+        ap.set_system_delay(0)  # no oracle delay: the bulk delay is the scene's to find
+
+        def frame(m: np.ndarray, f: np.ndarray) -> np.ndarray:
+            ap.process_reverse_stream(_int16(f).tobytes())  # far end first, then the microphone
+            return np.frombuffer(ap.process_stream(_int16(m).tobytes()), dtype=np.int16) / 32767.0
+        return _framewise(frame)
+    return factory
+
+
 def make_model(spec: str) -> tuple[Callable[[], Canceller], dict]:
     from audiomask.cli import load_model_arg
     from audiomask.echo_cancellation import cancel_echo, check_aec_model
@@ -166,6 +187,7 @@ def cancellers(rate: int, models: list[str]) -> tuple[dict[str, Callable[[], Can
         ("speexdsp", "speexdsp", lambda: make_speexdsp(rate)),
         ("webrtc-aec3", "pywebrtc-audio", lambda: make_pywebrtc(rate)),
         ("webrtc-aec3 (aec-audio-processing)", "aec-audio-processing", lambda: make_aec_audio_processing(rate)),
+        ("webrtc-legacy+ns", "webrtc-audio-processing", lambda: make_webrtc_legacy(rate)),
     ]
     for name, package, make in candidates:
         try:

@@ -185,3 +185,39 @@ def test_shipped_echo_canceller_removes_echo_of_unseen_speakers():
             mic, far, _ = scenes.draw(i)
             scores.append(float(erle(mic, model(mic[None], far[None])[0])))
     assert sum(scores) / len(scores) > 15.0, scores
+
+
+@pytest.fixture(scope="module")
+def aec_bench():
+    """bench/aec.py, whose fixed echo scenes of held-out speakers the echo canceller's card is measured on."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_aec", Path(__file__).resolve().parents[1] / "bench" / "aec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not (module.DATA / "librispeech-mini").is_dir():
+        pytest.skip(f"real speech not found at {module.DATA}")
+    return module
+
+
+#: today's floors of the bundled echo canceller on bench/aec.py's clips (dB). Issue 21's targets
+#: (ERLE ≥ 25, double-talk SI-SDRi ≥ +4 with ≥ 80 % of clips improved) are not all reached yet.
+AEC_FLOORS = {"erle_db": 24.5, "dt_si_sdri_db": -0.5}
+
+
+@pytest.mark.slow  # 120 clips of 8 s with room simulation (a minute or two); CI runs it with -m slow
+def test_echo_canceller_reaches_its_card_on_unseen_speakers(aec_bench):
+    """The default of ``audiomask aec``: ERLE (far-end single talk) and double-talk SI-SDRi of
+    ``bench/aec.py``'s 40 + 40 clips re-measured within 0.05 dB of the checkpoint's metadata
+    (the model card), at least today's floors."""
+    from audiomask.cli.common import DEFAULT_AEC_MODEL
+
+    meta = read_metadata(pretrained_models()[DEFAULT_AEC_MODEL])
+    n = int(meta["valid_mixtures"])
+    far_single, double, near_single = aec_bench.clips(n, 8.0, 20_000)
+    make, _ = aec_bench.make_model(DEFAULT_AEC_MODEL)
+    result = aec_bench.score(DEFAULT_AEC_MODEL, make, far_single, double, near_single, None)
+    for key, floor_db in AEC_FLOORS.items():
+        assert abs(result[key] - float(meta[key])) < 0.05, (key, result[key], meta[key])
+        assert result[key] >= floor_db, (key, result[key], floor_db)
