@@ -214,8 +214,7 @@ def test_echo_canceller_reaches_its_card_on_unseen_speakers(aec_bench):
     from audiomask.cli.common import DEFAULT_AEC_MODEL
 
     meta = read_metadata(pretrained_models()[DEFAULT_AEC_MODEL])
-    n = int(meta["valid_mixtures"])
-    far_single, double, near_single = aec_bench.clips(n, 8.0, 20_000)
+    far_single, double, near_single = aec_bench.clips(40, 8.0, 20_000)  # bench/aec.py's defaults
     make, _ = aec_bench.make_model(DEFAULT_AEC_MODEL)
     result = aec_bench.score(DEFAULT_AEC_MODEL, make, far_single, double, near_single, None)
     for key, floor_db in AEC_FLOORS.items():
