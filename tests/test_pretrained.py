@@ -54,18 +54,25 @@ def test_shipped_models_reach_their_card_on_unseen_speakers(name, floor_db, vali
     assert gain >= floor_db, gain
 
 
-@pytest.fixture(scope="module")
-def quality_bench():
-    """bench/quality.py, whose fixed sets of held-out speakers the robust model's card is measured on."""
+def load_bench(script: str):
+    """A ``bench/`` script as a module (its fixed validation sets and scoring); skips the test
+    when the real speech it draws from is not beside the project."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).resolve().parents[1] / "bench" / "quality.py")
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not (module.DATA / "librispeech-mini").is_dir():
         pytest.skip(f"real speech not found at {module.DATA}")
     return module
+
+
+@pytest.fixture(scope="module")
+def quality_bench():
+    """bench/quality.py, whose fixed sets of held-out speakers the robust model's card is measured on."""
+    return load_bench("quality")
 
 
 #: the models whose cards carry bench/quality.py's conditions, with today's floors (dB SI-SDRi).
@@ -190,15 +197,7 @@ def test_shipped_echo_canceller_removes_echo_of_unseen_speakers():
 @pytest.fixture(scope="module")
 def aec_bench():
     """bench/aec.py, whose fixed echo scenes of held-out speakers the echo canceller's card is measured on."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("bench_aec", Path(__file__).resolve().parents[1] / "bench" / "aec.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not (module.DATA / "librispeech-mini").is_dir():
-        pytest.skip(f"real speech not found at {module.DATA}")
-    return module
+    return load_bench("aec")
 
 
 #: today's floors of the bundled echo canceller on bench/aec.py's clips (dB). Issue 21's targets
