@@ -135,6 +135,8 @@ def test_trainer_uses_the_configured_objective_and_richer_scenes(tmp_path, speec
     assert trainer.train()["steps"] == 2
     with pytest.raises(ValueError, match="optim.loss"):
         load_config(None, args[:-4] + ["optim.loss=l1"])
+    weighted = Trainer(load_config(None, args + ["optim.loss_args={suppression_weight: 0.5}"]), progress=False)
+    assert weighted.loss_fn.func is aec_near_end_loss and weighted.loss_fn.keywords == {"suppression_weight": 0.5}
     with pytest.raises(ValueError, match="pit_si_sdr is an objective of the separation task"):
         Trainer(load_config(None, [a for a in args if not a.startswith("optim.loss")] + ["optim.loss=pit_si_sdr"]),
                 progress=False)

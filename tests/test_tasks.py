@@ -24,6 +24,18 @@ def test_losses_by_name_auto_and_across_tasks():
         ECHO_CANCELLATION.loss("l1")
 
 
+def test_loss_args_bind_keywords_of_the_objective():
+    est, targets = torch.randn(2, 3, 800), torch.randn(2, 3, 800)
+    targets[1, 0] = 0  # far-end single talk: the suppression term, which suppression_weight scales
+    bound = ECHO_CANCELLATION.loss("aec_near_end", {"suppression_weight": 0.25, "max_db": 20.0})
+    assert bound(est, targets) == aec_near_end_loss(est, targets, suppression_weight=0.25, max_db=20.0)
+    assert bound(est, targets) != aec_near_end_loss(est, targets)
+    assert ECHO_CANCELLATION.loss("aec_near_end", {}) is aec_near_end_loss
+    with pytest.raises(ValueError, match="optim.loss_args: aec_near_end takes no argument 'weight'; it takes "
+                                         "suppression_weight, echo_free_weight, max_db, silent_db"):
+        ECHO_CANCELLATION.loss("aec_near_end", {"weight": 1.0})
+
+
 def test_unknown_task_is_one_line():
     model = torch.nn.Linear(1, 1)
     model.task = "dereverberation"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -31,13 +33,22 @@ class Task:
         super().__init_subclass__(**kwargs)
         TASKS[cls.name] = cls()
 
-    def loss(self, name: str) -> Callable[[Tensor, Tensor], Tensor]:
-        """``optim.loss`` → the objective (``"auto"``: :attr:`default_loss`); a ``ValueError``
-        names the choices, or the task a loss of another task belongs to."""
+    def loss(self, name: str, args: dict[str, Any] | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+        """``optim.loss`` → the objective (``"auto"``: :attr:`default_loss`), with the keyword
+        arguments ``args`` (``optim.loss_args``) bound; a ``ValueError`` names the choices, the
+        task a loss of another task belongs to, or an argument the objective does not take."""
         if name == "auto":
             name = self.default_loss
         if name in self.losses:
-            return self.losses[name]
+            fn = self.losses[name]
+            if not args:
+                return fn
+            takes = [p.name for p in list(inspect.signature(fn).parameters.values())[2:]]
+            bad = sorted(set(args) - set(takes))
+            if bad:
+                raise ValueError(f"optim.loss_args: {name} takes no argument {', '.join(map(repr, bad))}; "
+                                 f"it takes {', '.join(takes) or 'none'}")
+            return functools.partial(fn, **args)
         for other in TASKS.values():
             if name in other.losses:
                 raise ValueError(f"optim.loss: {name} is an objective of the {other.name} task, but the model's task is {self.name}")

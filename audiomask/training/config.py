@@ -99,7 +99,8 @@ class OptimSection:
     ``plateau_patience`` validations without improvement) or ``"constant"``; all after a linear
     warm-up of ``warmup_steps``. ``loss``: ``"auto"`` (PIT SI-SDR for separation, ``aec_loss``
     for echo cancellation), ``"pit_si_sdr"``, ``"aec"`` or ``"aec_near_end"``
-    (:func:`audiomask.losses.aec_near_end_loss`).
+    (:func:`audiomask.losses.aec_near_end_loss`). ``loss_args``: keyword arguments of that
+    objective, e.g. ``optim.loss_args={suppression_weight: 0.5}`` for ``aec_near_end``.
 
     ``nonfinite``: what a step whose loss or gradient norm is NaN/Inf does: ``"stop"`` (end
     the run with an error; the last checkpoint stays as it was) or ``"skip"`` (leave the
@@ -116,6 +117,7 @@ class OptimSection:
     plateau_patience: int = 3
     clip_grad_norm: float = 5.0
     loss: str = "auto"
+    loss_args: dict[str, Any] = field(default_factory=dict)
     nonfinite: str = "stop"
     max_nonfinite_skips: int = 10
 

@@ -180,7 +180,7 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         self.model = build(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(self.device)
         self.task = task_of(self.model)  # separation or echo cancellation: data, objectives, score
-        self.loss_fn = self.task.loss(cfg.optim.loss)
+        self.loss_fn = self.task.loss(cfg.optim.loss, cfg.optim.loss_args)
         try:
             self.train_set, self.valid_set = self.task.datasets(
                 cfg.data, self.model.sample_rate, self.model.n_src, seed=cfg.run.seed,
