@@ -180,3 +180,44 @@ def test_checkpoint_loader_fuzz(tmp_path):
             assert str(e).startswith(str(path)) and "\n" not in str(e), str(e)
             cases += 1
     assert cases >= 150  # a few random configs are valid models, and load
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path):
+    from audiomask.models.checkpoint import average_checkpoints
+
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        model = audiomask.build("d3net-aec", preset="small")
+        model.train()(torch.randn(2, 4000), torch.randn(2, 4000))  # moves the BatchNorm statistics
+        paths.append(tmp_path / f"m{seed}.safetensors")
+        model.save(paths[-1])
+    states = [audiomask.load(p).state_dict() for p in paths]
+    average = average_checkpoints(paths).state_dict()
+    for key, value in average.items():
+        if value.is_floating_point():
+            expected = sum(s[key].double() for s in states) / 3
+            torch.testing.assert_close(value.double(), expected, rtol=0, atol=1e-7)
+        else:
+            assert torch.equal(value, max(s[key] for s in states))
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in average if "running_mean" in k)
+
+
+def test_average_checkpoints_refuses_other_configs_and_existing_outputs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    a, b, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "out.safetensors"
+    audiomask.build("convtasnet", preset="tiny").save(a)
+    audiomask.build("convtasnet", preset="tiny", n_src=3).save(b)
+    from audiomask.models.checkpoint import average_checkpoints
+
+    with pytest.raises(CheckpointError, match="b.safetensors: convtasnet .* cannot be averaged with"):
+        average_checkpoints([a, b])
+    tool = Path(__file__).resolve().parents[1] / "tools" / "average_checkpoints.py"
+    done = subprocess.run([sys.executable, str(tool), str(out), str(a), str(a)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert read_metadata(out)["averaged_from"] == f"{a}, {a}"
+    again = subprocess.run([sys.executable, str(tool), str(out), str(a), str(a)], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists; not overwriting it" in again.stderr

@@ -101,6 +101,31 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval()
 
 
+def average_checkpoints(paths: list[str | os.PathLike]) -> torch.nn.Module:
+    """The uniform average of the weights of several checkpoints of one model and config — a
+    "model soup" (Wortsman et al., ICML 2022): fine-tunes of one starting point average into a
+    model that often scores between or above them. Floating-point tensors (weights, BatchNorm
+    running statistics) are averaged in float64; integer buffers (BatchNorm's batch counter)
+    take their largest value. A checkpoint of another model or config raises
+    :class:`CheckpointError` naming it."""
+    if len(paths) < 2:
+        raise CheckpointError(f"average_checkpoints needs two checkpoints or more, got {len(paths)}")
+    models = [load_model(p) for p in paths]
+    first = models[0]
+    for path, model in zip(paths[1:], models[1:]):
+        if model.name != first.name or model.config != first.config:
+            raise CheckpointError(f"{path}: {model.name} {dataclasses.asdict(model.config)} cannot be averaged with "
+                                  f"{paths[0]}: {first.name} {dataclasses.asdict(first.config)}")
+    states = [m.state_dict() for m in models]
+    average = {}
+    for key, value in states[0].items():
+        stacked = torch.stack([s[key] for s in states])
+        average[key] = (stacked.double().mean(0).to(value.dtype) if value.is_floating_point()
+                        else stacked.amax(0))
+    first.load_state_dict(average)
+    return first
+
+
 def _int_or_none(text: str) -> int | None:
     try:
         return int(text)

@@ -1,7 +1,7 @@
 """Copy a finished mini2mix run into the package as a bundled pretrained model.
 
-Takes ``RUN/best.safetensors`` (best validation SI-SDRi), re-measures SI-SDRi on the run's
-validation mixtures (speakers never seen in training), and saves it to
+Takes ``RUN/best.safetensors`` (best validation SI-SDRi; or ``--checkpoint``), re-measures
+SI-SDRi on the run's validation mixtures (speakers never seen in training), and saves it to
 ``audiomask/pretrained/NAME.safetensors`` with the facts of the run as metadata.
 
     python egs/mini2mix/package.py exp/mini2mix convtasnet-mini2mix
@@ -35,6 +35,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="training output folder (holds config.yaml, best.safetensors)")
     p.add_argument("name", help="bundled model name")
+    p.add_argument("--checkpoint", type=Path,
+                   help="the weights to bundle (default RUN/best.safetensors), e.g. an average of fine-tunes "
+                        "made with tools/average_checkpoints.py; RUN's config and validation set still apply")
     p.add_argument("--data", help="what the model was trained on (default: the mini2mix mixtures)")
     p.add_argument("--fact", action="append", default=[], metavar="KEY=VALUE",
                    help="another fact for the metadata (repeatable), e.g. a benchmark result")
@@ -42,7 +45,7 @@ def main() -> None:
     p.add_argument("--condition", default="noisy-reverb-16k", help="its condition that is the validation score")
     args = p.parse_args()
     cfg = load_config(args.run / "config.yaml")
-    best = args.run / "best.safetensors"
+    best = args.checkpoint or args.run / "best.safetensors"
     meta = read_metadata(best)
     model = audiomask.load(best)
     if args.quality:
