@@ -2,8 +2,8 @@
 soup", :func:`audiomask.models.checkpoint.average_checkpoints`). The output's metadata is the
 first input's, plus ``averaged_from``; an existing output is never overwritten.
 
-    python tools/average_checkpoints.py exp/aec-s7/best.safetensors \\
-        exp/aec-s7A/last.safetensors exp/aec-s7C/snap/step1600.safetensors
+    python tools/average_checkpoints.py exp/stage8.safetensors \\
+        exp/aec-s8A/last.safetensors exp/aec-s8C/last.safetensors      # egs/aec, stage 8
 """
 
 from __future__ import annotations
