@@ -4,6 +4,9 @@ first input's, plus ``averaged_from``; an existing output is never overwritten.
 
     python tools/average_checkpoints.py exp/stage8.safetensors \\
         exp/aec-s8A/last.safetensors exp/aec-s8C/last.safetensors      # egs/aec, stage 8
+
+A checkpoint named k times among n weighs k/n (egs/aec stage 11: stage 10 three times, its two
+fine-tunes once each, 3 : 1 : 1).
 """
 
 from __future__ import annotations
