@@ -25,9 +25,52 @@ CHUNK_MODES = ("auto", "always", "never")
 CHUNK_ABOVE_S = 30.0  # "auto" chunks inputs longer than this
 
 
+class ShiftAveraged(torch.nn.Module):
+    """A separator run on ``shifts`` copies of its input delayed by offsets spread evenly over one
+    encoder hop (0, hop/shifts, …), each estimate advanced back, its sources put in the order of
+    the estimates before it (:func:`audiomask.streaming.chunked.align_sources`) and averaged: test-time shift
+    averaging, ``shifts`` × the compute. A strided encoder is not shift-invariant, so the copies
+    differ and their mean is a better estimate (``bench/quality.py --shifts``).
+
+    ``model(mix [B, T]) → [B, n_src, T]`` as the wrapped model; other attributes (sample rate,
+    number of sources, …) are the wrapped model's. Offline only: it has no ``step``.
+    """
+
+    def __init__(self, model: torch.nn.Module, shifts: int) -> None:
+        super().__init__()
+        if not isinstance(shifts, int) or shifts < 1:
+            raise ValueError(f"shifts must be an integer >= 1, got {shifts!r}")
+        hop = model.encoder.hop
+        if shifts > hop:
+            raise ValueError(f"shifts ({shifts}) must be at most the encoder hop ({hop} samples)")
+        self.model = model
+        self.offsets = [round(i * hop / shifts) for i in range(shifts)]
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def step(self, *args, **kwargs):
+        raise NotImplementedError("shift averaging is offline only; stream the model itself")
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        from audiomask.streaming.chunked import align_sources
+
+        length = mix.shape[-1]
+        total = None  # [B, n_src, T]: the sum of the aligned estimates so far
+        for offset in self.offsets:
+            est = self.model(torch.nn.functional.pad(mix, (offset, 0)))[..., offset:offset + length]
+            batched = est if est.dim() == 3 else est.unsqueeze(0)
+            total = batched if total is None else total + align_sources(batched, total)
+        out = total / len(self.offsets)
+        return out if mix.dim() == 2 else out[0]
+
+
 @torch.inference_mode()
 def separate(model: torch.nn.Module, mix: torch.Tensor, sample_rate: int | None = None,
-             chunk: str = "auto", progress: bool = False) -> torch.Tensor:
+             chunk: str = "auto", progress: bool = False, shifts: int = 1) -> torch.Tensor:
     """Separate a mono mixture ``[T]`` or ``[batch, T]`` recorded at ``sample_rate``.
 
     The mixture is resampled to ``model.sample_rate`` when the rates differ and the
@@ -37,6 +80,9 @@ def separate(model: torch.nn.Module, mix: torch.Tensor, sample_rate: int | None 
     ``chunk``: ``"auto"`` runs inputs longer than 30 s window by window
     (:func:`audiomask.streaming.separate_chunked`: memory bounded by the window, sources
     aligned across windows), ``"always"`` / ``"never"`` force it either way.
+
+    ``shifts`` > 1 averages the estimates of that many shifted copies of the input
+    (:class:`ShiftAveraged`; ``shifts`` × the compute).
     """
     from audiomask.streaming.chunked import DEFAULT_WINDOW_S, separate_chunked
 
@@ -46,6 +92,8 @@ def separate(model: torch.nn.Module, mix: torch.Tensor, sample_rate: int | None 
     rate = sample_rate or model.sample_rate
     length = mix.shape[-1]
     device = next(model.parameters()).device
+    if shifts != 1:
+        model = ShiftAveraged(model, shifts)
     x = resample(mix, rate, model.sample_rate) if rate != model.sample_rate else mix
     seconds = x.shape[-1] / model.sample_rate
     if chunk == "always" or (chunk == "auto" and seconds > max(CHUNK_ABOVE_S, DEFAULT_WINDOW_S)):

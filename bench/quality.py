@@ -53,7 +53,7 @@ from audiomask.audio import read_audio, write_audio  # noqa: E402
 from audiomask.data import DynamicMixingDataset, find_audio, split_by_speaker  # noqa: E402
 from audiomask.data.conversation import ConversationDataset  # noqa: E402
 from audiomask.evaluate import _pesq_stoi, _pesq_stoi_modules, _stats, score_mixture  # noqa: E402
-from audiomask.separation import separate  # noqa: E402
+from audiomask.separation import ShiftAveraged, separate  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 VALID_SPEAKERS, SPLIT_SEED = 25, 0  # as egs/mini2mix/conf*.yaml and audiomask train
@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true",
                    help="3 mixtures of 2 s per condition and one 40 s conversation (smoke test)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--shifts", type=int, default=1,
+                   help="test-time shift averaging: separate N shifted copies of each input and "
+                        "average (audiomask.separation.ShiftAveraged; default 1: off)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--markdown", type=Path, help="write the tables here")
     args = p.parse_args(argv)
@@ -178,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if getattr(model, "task", "separation") != "separation":
                 print(f"{spec}: not a separation model, skipped", file=sys.stderr)
                 continue
+            if args.shifts != 1:
+                model = ShiftAveraged(model, args.shifts)
+                spec = f"{spec} (shifts={args.shifts})"
             results["models"][spec] = {}
             for cond, (dataset, rate) in sets.items():
                 t0 = time.perf_counter()

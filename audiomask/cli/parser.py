@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", choices=["auto", "always", "never"], default="auto",
                    help="separate in overlapping 10 s windows (bounded memory, speakers aligned across "
                         "windows): auto = for inputs over 30 s (default), always, or never")
+    p.add_argument("--shifts", type=int, default=1, metavar="N",
+                   help="average the estimates of N copies of the input shifted within one encoder hop "
+                        "(N times the compute; default 1: off)")
     p.add_argument("--ref", nargs="+", metavar="REF",
                    help="reference sources of the (single) input: print SI-SDR and SI-SDRi per source, "
                         "scored as `audiomask evaluate` scores (at the model's sample rate, best permutation)")

@@ -41,6 +41,13 @@ def cmd_separate(args: argparse.Namespace) -> int:
     apply_threads(args.threads, "batch")
     model = load_model_arg(args.model, device)
     refuse_echo_canceller(model, args.model)
+    if args.shifts != 1:
+        from audiomask.separation import ShiftAveraged
+
+        try:
+            model = ShiftAveraged(model, args.shifts)
+        except ValueError as e:
+            raise CLIError(f"--shifts: {e}") from None
     if args.ref and len(args.ref) != model.n_src:
         raise CLIError(f"--ref: the model separates {model.n_src} sources, got {len(args.ref)} references")
     plans, plan_errors = plan_separation(inputs, args.out, model.n_src, args.overwrite,
