@@ -28,9 +28,9 @@ CHUNK_ABOVE_S = 30.0  # "auto" chunks inputs longer than this
 class ShiftAveraged(torch.nn.Module):
     """A separator run on ``shifts`` copies of its input delayed by offsets spread evenly over one
     encoder hop (0, hop/shifts, …), each estimate advanced back, its sources put in the order of
-    the estimates before it (:func:`audiomask.streaming.chunked.align_sources`) and averaged: test-time shift
-    averaging, ``shifts`` × the compute. A strided encoder is not shift-invariant, so the copies
-    differ and their mean is a better estimate (``bench/quality.py --shifts``).
+    the estimates before it (:func:`audiomask.streaming.chunked.align_sources`) and averaged:
+    test-time shift averaging, ``shifts`` × the compute. A strided encoder is not shift-invariant,
+    so the copies differ and their mean is a better estimate (``bench/quality.py --shifts``).
 
     ``model(mix [B, T]) → [B, n_src, T]`` as the wrapped model; other attributes (sample rate,
     number of sources, …) are the wrapped model's. Offline only: it has no ``step``.
