@@ -171,7 +171,8 @@ def separate_planned(model: torch.nn.Module, plans: Sequence[OutputPlan], subtyp
 
 def separate_file(source: str | os.PathLike | Sequence[str | os.PathLike], model: str | torch.nn.Module = DEFAULT_MODEL,
                   out: str | os.PathLike | None = None, *, overwrite: bool = False, downmix: bool = False,
-                  chunk: str = "auto", format: str = DEFAULT_FORMAT, device: str | None = None):
+                  chunk: str = "auto", format: str = DEFAULT_FORMAT, device: str | None = None,
+                  shifts: int = 1):
     """Separate a file, a list of files or a folder (its audio files, sorted).
 
     ``model``: a model, a bundled model name or a checkpoint path. With ``out=None`` nothing
@@ -181,6 +182,7 @@ def separate_file(source: str | os.PathLike | Sequence[str | os.PathLike], model
     ``format`` (:data:`audiomask.outputs.OUTPUT_FORMATS`) and the paths written are returned
     (a list per input for a list or a folder). Outputs never overwrite an input or (unless
     ``overwrite``) an existing file: such a problem raises :class:`AudioError` before any work.
+    ``shifts`` > 1: test-time shift averaging (:class:`ShiftAveraged`), as in :func:`separate`.
     """
     from audiomask.models.checkpoint import load_model
 
@@ -191,6 +193,8 @@ def separate_file(source: str | os.PathLike | Sequence[str | os.PathLike], model
     elif device is not None:
         model = model.to(device)
     model.eval()
+    if shifts != 1:
+        model = ShiftAveraged(model, shifts)
     single = isinstance(source, (str, os.PathLike)) and not Path(source).is_dir()
     paths, errors, _ = expand_inputs([source] if isinstance(source, (str, os.PathLike)) else source)
     if errors:

@@ -1,5 +1,5 @@
 """Test-time shift averaging (``audiomask.separation.ShiftAveraged``, ``separate(shifts=…)``,
-``audiomask separate --shifts``)."""
+``separate_file(shifts=…)``, ``audiomask separate --shifts``)."""
 
 from types import SimpleNamespace
 
@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import audiomask
+from audiomask.audio import read_audio
 from audiomask.cli import main
+from audiomask.outputs import match_mixture_level
 from audiomask.separation import ShiftAveraged, separate
 
 
@@ -83,3 +85,15 @@ def test_cli_shifts(two_speaker_mixture, tmp_path, capsys):
                  "--shifts", "0", "-q"]) != 0
     assert "--shifts" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_separate_file_shifts_equal_separate_with_shifts(two_speaker_mixture):
+    mix_path, sources, rate = two_speaker_mixture
+    torch.manual_seed(0)
+    model = audiomask.build("convtasnet", preset="tiny").eval()
+    wav, _ = read_audio(mix_path, channels=1)
+    expected, _ = match_mixture_level(separate(model, wav[0], rate, shifts=3), wav[0])
+    torch.testing.assert_close(audiomask.separate_file(mix_path, model, shifts=3), expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(audiomask.separate_file(mix_path, model), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="shifts"):
+        audiomask.separate_file(mix_path, model, shifts=0)
