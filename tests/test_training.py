@@ -299,6 +299,34 @@ def test_init_from_a_shallower_convtasnet_grows_it_without_changing_its_output(s
         Trainer(load_config(conf), progress=False)
 
 
+def test_init_from_a_non_causal_convtasnet_moves_its_depthwise_taps_into_the_past(small_speech_dir, tmp_path):
+    start = audiomask.build("convtasnet", preset="tiny")  # gLN, non-causal, P = 3
+    for p in start.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    start.save(tmp_path / "start.safetensors")
+    conf = write_config(tmp_path, small_speech_dir, model={
+        "init_from": str(tmp_path / "start.safetensors"), "overrides": {"causal": True, "norm": "cLN"}})
+    trainer = Trainer(load_config(conf), progress=False)
+    causal = trainer.model
+    assert causal.masker.causal
+    y = torch.randn(1, causal.config.hid_chan, 50)
+    for old, new in zip(start.masker.blocks, causal.masker.blocks):
+        w, d = old.dw_conv.weight, old.dilation
+        torch.testing.assert_close(new.dw_conv.weight, torch.stack([torch.zeros_like(w[..., 0]), w[..., 0],
+                                                                    w[..., 1] + w[..., 2]], -1), rtol=0, atol=0)
+        # with its future tap reading the present, the non-causal conv is the causal one
+        past_present = torch.nn.functional.conv1d(torch.nn.functional.pad(y, (2 * d, 0)), new.dw_conv.weight,
+                                                  new.dw_conv.bias, dilation=d, groups=y.shape[1])
+        shifted = torch.nn.functional.conv1d(torch.nn.functional.pad(y, (d, 0)), w[..., :2], old.dw_conv.bias,
+                                             dilation=d, groups=y.shape[1]) + w[..., 2] * y
+        torch.testing.assert_close(past_present, shifted, rtol=1e-5, atol=1e-5)
+    assert torch.equal(causal.masker.blocks[1].in_conv.weight, start.masker.blocks[1].in_conv.weight)
+    assert torch.equal(causal.masker.input_norm.weight, start.masker.input_norm.weight)
+    assert trainer.train()["steps"] == 8  # and it trains as a causal model
+    with pytest.raises(ValueError, match="this masker is not causal"):
+        start.masker.causal_state_dict(start.masker.state_dict())
+
+
 def test_step_batches_run_epoch_after_epoch_in_seeded_orders():
     from audiomask.training.trainer import StepBatches
 

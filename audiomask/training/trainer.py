@@ -284,6 +284,11 @@ class Trainer:
             # e.g. an 8 kHz Conv-TasNet as the start of a 16 kHz one (bases resampled, TCN kept)
             state = self.model.resampled_state_dict(state, source.config)
         masker = getattr(self.model, "masker", None)
+        if (source.name == self.model.name and getattr(masker, "causal", False)
+                and not source.masker.causal and len(source.masker.blocks) == len(masker.blocks)):
+            # a causal TCN started from a non-causal one: depthwise taps moved into the past
+            inner = {k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")}
+            state = {**state, **{f"masker.{k}": v for k, v in masker.causal_state_dict(inner).items()}}
         if (source.name == self.model.name and hasattr(masker, "grown_state_dict")
                 and len(source.masker.blocks) < len(masker.blocks)):
             # A deeper TCN started from a shallower one: the same function at step 0, more depth.
