@@ -325,6 +325,17 @@ def test_init_from_a_non_causal_convtasnet_moves_its_depthwise_taps_into_the_pas
     assert trainer.train()["steps"] == 8  # and it trains as a causal model
     with pytest.raises(ValueError, match="this masker is not causal"):
         start.masker.causal_state_dict(start.masker.state_dict())
+    # made causal and grown in one go: the source's blocks mapped, the added ones the identity
+    conf = write_config(tmp_path, small_speech_dir, model={"init_from": str(tmp_path / "start.safetensors"),
+                        "overrides": {"causal": True, "norm": "cLN", "n_repeats": 2}},
+                        run={"out_dir": str(tmp_path / "run2")})
+    deeper = Trainer(load_config(conf), progress=False).model
+    assert len(deeper.masker.blocks) == 2 * len(start.masker.blocks)
+    w = start.masker.blocks[2].dw_conv.weight
+    torch.testing.assert_close(deeper.masker.blocks[2].dw_conv.weight,
+                               torch.stack([torch.zeros_like(w[..., 0]), w[..., 0], w[..., 1] + w[..., 2]], -1),
+                               rtol=0, atol=0)
+    assert deeper.masker.blocks[4].res_conv.weight.abs().sum() == 0
 
 
 def test_step_batches_run_epoch_after_epoch_in_seeded_orders():

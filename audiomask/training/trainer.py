@@ -284,16 +284,13 @@ class Trainer:
             # e.g. an 8 kHz Conv-TasNet as the start of a 16 kHz one (bases resampled, TCN kept)
             state = self.model.resampled_state_dict(state, source.config)
         masker = getattr(self.model, "masker", None)
-        if (source.name == self.model.name and getattr(masker, "causal", False)
-                and not source.masker.causal and len(source.masker.blocks) == len(masker.blocks)):
+        if source.name == self.model.name and getattr(masker, "causal", False) and not source.masker.causal:
             # a causal TCN started from a non-causal one: depthwise taps moved into the past
-            inner = {k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")}
-            state = {**state, **{f"masker.{k}": v for k, v in masker.causal_state_dict(inner).items()}}
+            state = _with_masker_state(state, masker.causal_state_dict)
         if (source.name == self.model.name and hasattr(masker, "grown_state_dict")
                 and len(source.masker.blocks) < len(masker.blocks)):
             # A deeper TCN started from a shallower one: the same function at step 0, more depth.
-            inner = {k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")}
-            state = {**state, **{f"masker.{k}": v for k, v in masker.grown_state_dict(inner).items()}}
+            state = _with_masker_state(state, masker.grown_state_dict)
         check_state_dict(self.model, state, source=spec)
         self.model.load_state_dict(state)
 
@@ -537,6 +534,13 @@ class Trainer:
         """``run.early_stop`` validations in a row without improvement (with the current config:
         a larger ``run.early_stop`` lets a run that stopped early go on)."""
         return bool(self.cfg.run.early_stop) and self.stale >= self.cfg.run.early_stop
+
+
+def _with_masker_state(state: dict[str, torch.Tensor], mapped) -> dict[str, torch.Tensor]:
+    """``state`` with its ``masker.*`` tensors replaced by ``mapped`` of them (given and returned
+    without the ``masker.`` prefix), e.g. ``TCNMasker.grown_state_dict``."""
+    inner = {k[len("masker."):]: v for k, v in state.items() if k.startswith("masker.")}
+    return {**state, **{f"masker.{k}": v for k, v in mapped(inner).items()}}
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
